@@ -1,0 +1,43 @@
+# The two commands: `make run` (set up, serve on the embedded PostgreSQL) and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: run test lint format bench bench-quick setup postgres
+
+run: setup
+	$(PY) -m patients.dev serve
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) -m bench.run
+
+bench-quick: setup
+	$(PY) -m bench.run --quick
+
+setup: postgres $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# PostgreSQL 15 server and contrib (pg_trgm, unaccent) from Debian, installed only where missing:
+# a bare `apt-get install` could upgrade a server that is already there.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/unaccent.control >/dev/null 2>&1; then \
+		: ; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing PostgreSQL (Debian's postgresql package) ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >/dev/null; \
+	else \
+		echo "PostgreSQL server is missing: run 'sudo apt-get install postgresql postgresql-contrib' (or set DATABASE_URL)"; exit 1; \
+	fi

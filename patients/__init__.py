@@ -1,0 +1,1 @@
+"""The Patients API package: one module per concern, one blueprint per endpoint group."""

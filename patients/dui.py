@@ -1,0 +1,119 @@
+"""The DUI (Salvadoran national ID): normalised, encrypted at rest, revealed only through @reveals_dui.
+
+Encryption is AES-256-GCM with a fresh 96-bit nonce per value. The associated data binds the
+ciphertext to its clinic, its patient and its key, so a value copied to another row, another clinic
+or relabelled with another key id fails to decrypt (and reads as null, with a warning logged).
+
+DUI_KEYS lists keys newest first: the newest encrypts, all of them decrypt, and
+`flask --app app rotate-dui-keys` re-encrypts older values under the newest.
+"""
+
+import base64
+import binascii
+import functools
+import hashlib
+import logging
+import os
+import re
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import current_app
+
+from patients import audit, db
+from patients.auth import caller
+
+log = logging.getLogger(__name__)
+
+DUI_SHAPE = re.compile(r"^(\d{8})-?(\d)$")
+NONCE_BYTES = 12
+
+
+def normalise_dui(value: str) -> str:
+    """`123456789` or `12345678-9` (spaces around allowed) -> `12345678-9`; ValueError otherwise."""
+    match = DUI_SHAPE.match(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise ValueError("a DUI has 9 digits, as 12345678-9")
+    return f"{match[1]}-{match[2]}"
+
+
+class DuiKeys:
+    def __init__(self, spec: str):
+        keys = []
+        for position, text in enumerate(part.strip() for part in (spec or "").split(",")):
+            if not text:
+                continue
+            try:
+                raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"DUI_KEYS entry {position + 1} is not URL-safe base64") from exc
+            if len(raw) != 32:
+                raise ValueError(f"DUI_KEYS entry {position + 1} is not 32 bytes")
+            keys.append((hashlib.sha256(b"dui-key-id:" + raw).hexdigest()[:12], AESGCM(raw)))
+        if not keys:
+            raise ValueError("DUI_KEYS must hold at least one key")
+        self.newest_id = keys[0][0]
+        self._by_id = dict(keys)
+
+    @staticmethod
+    def _aad(clinic_id: str, patient_id: str, key_id: str) -> bytes:
+        return f"dui:v1:{clinic_id}:{patient_id}:{key_id}".encode()
+
+    def encrypt(self, clinic_id: str, patient_id: str, dui: str) -> tuple[bytes, str]:
+        """(ciphertext, key_id) for a normalised DUI, under the newest key."""
+        nonce = os.urandom(NONCE_BYTES)
+        aead = self._by_id[self.newest_id]
+        sealed = aead.encrypt(
+            nonce, dui.encode(), self._aad(str(clinic_id), str(patient_id), self.newest_id)
+        )
+        return nonce + sealed, self.newest_id
+
+    def decrypt(
+        self, clinic_id: str, patient_id: str, ciphertext: bytes, key_id: str
+    ) -> str | None:
+        """The clear DUI, or None (logged) when the value cannot be opened: fail closed, never a 500."""
+        aead = self._by_id.get(key_id)
+        if aead is None:
+            log.warning("DUI of patient %s is under key %s, not in DUI_KEYS", patient_id, key_id)
+            return None
+        ciphertext = bytes(ciphertext)
+        try:
+            clear = aead.decrypt(
+                ciphertext[:NONCE_BYTES],
+                ciphertext[NONCE_BYTES:],
+                self._aad(str(clinic_id), str(patient_id), key_id),
+            )
+        except InvalidTag:
+            log.warning("DUI of patient %s failed authentication (copied or tampered)", patient_id)
+            return None
+        return clear.decode()
+
+
+def keys() -> DuiKeys:
+    return current_app.extensions["dui_keys"]
+
+
+def reveals_dui(view):
+    """The one place that decides who sees a clear DUI.
+
+    The view returns the record as a dict carrying `id`, `dui_ciphertext` and `dui_key_id`. An
+    admin gets `dui` in clear and an audit row is written in the same transaction as the read;
+    anyone else gets `dui: null`. The ciphertext never leaves this function.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        with db.connection() as conn:
+            record = view(*args, **kwargs)
+            ciphertext = record.pop("dui_ciphertext", None)
+            key_id = record.pop("dui_key_id", None)
+            record["dui"] = None
+            if caller().role == "admin" and ciphertext is not None:
+                who = caller()
+                record["dui"] = keys().decrypt(who.clinic_id, record["id"], ciphertext, key_id)
+                if record["dui"] is not None:
+                    audit.record(conn, "dui.reveal", patient_id=record["id"])
+        return record
+
+    wrapper.reveals_dui = True
+    return wrapper

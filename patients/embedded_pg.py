@@ -1,0 +1,157 @@
+"""A private PostgreSQL cluster in a folder: the embedded default, and the tests' throwaway database.
+
+PostgreSQL refuses to run as root, so when we are root the cluster belongs to the `postgres`
+system user (created by Debian's package) and every server command runs as that user. The server
+listens on a Unix socket only, in a short directory (socket paths are limited to ~100 bytes).
+"""
+
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+SOCKET_PORT = 5432  # only names the socket file; no TCP port is opened
+
+
+def find_bindir() -> Path:
+    """Where initdb/pg_ctl live: $PG_BINDIR, the PATH, or Debian's newest /usr/lib/postgresql/N/bin."""
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"])
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+    )
+    if candidates:
+        return Path(candidates[-1])
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).resolve().parent
+    raise RuntimeError(
+        "PostgreSQL server binaries not found: install Debian's `postgresql` package "
+        "(or set DATABASE_URL to an existing server)"
+    )
+
+
+class Cluster:
+    def __init__(self, datadir: str | os.PathLike, socket_dir: str | os.PathLike | None = None):
+        self.datadir = Path(datadir).absolute()
+        if socket_dir is None:
+            digest = hashlib.sha256(str(self.datadir).encode()).hexdigest()[:10]
+            socket_dir = Path(tempfile.gettempdir()) / f"pgapi-{digest}"
+        self.socket_dir = Path(socket_dir)
+        self.bindir = find_bindir()
+        self.owner = self._owner()
+
+    # -- who runs the server -------------------------------------------------------------
+    def _owner(self) -> pwd.struct_passwd:
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid())
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise RuntimeError(
+                "running as root needs the `postgres` system user (Debian's postgresql package)"
+            ) from exc
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        kwargs = {}
+        if os.geteuid() == 0:
+            kwargs = {"user": self.owner.pw_uid, "group": self.owner.pw_gid, "extra_groups": []}
+        return subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            check=check,
+            capture_output=True,
+            text=True,
+            cwd="/",
+            env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
+            **kwargs,
+        )
+
+    def _own_dir(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, self.owner.pw_uid, self.owner.pw_gid)
+        path.chmod(0o700)
+
+    # -- life cycle ----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@/postgres?host={self.socket_dir}&port={SOCKET_PORT}"
+
+    def initialised(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        if not self.initialised():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.datadir), check=False).returncode == 0
+
+    def init(self) -> None:
+        self._own_dir(self.datadir)
+        self._run(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",  # socket-only, in a 0700 directory: only its owner (and root) reach it
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
+
+    def start(self, fsync: bool = True) -> None:
+        if not self.initialised():
+            self.init()
+        if self.running():
+            return
+        self._own_dir(self.socket_dir)
+        options = f"-k {self.socket_dir} -p {SOCKET_PORT} -c listen_addresses=''"
+        if not fsync:  # throwaway clusters (tests) trade durability for speed
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        result = self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.datadir / "server.log"),
+            "-o",
+            options,
+            check=False,
+        )
+        if result.returncode != 0:
+            log = (self.datadir / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"PostgreSQL did not start:\n{result.stderr}\n{log}")
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.running():
+            self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.datadir), check=False)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = self._run(
+                "pg_isready", "-h", str(self.socket_dir), "-p", str(SOCKET_PORT), check=False
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("PostgreSQL did not become ready")
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def project_cluster() -> Cluster:
+    """The embedded default: `.pgdata/` beside app.py (or $PGDATA_DIR)."""
+    root = Path(__file__).resolve().parent.parent
+    return Cluster(os.environ.get("PGDATA_DIR") or root / ".pgdata")

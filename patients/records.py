@@ -1,0 +1,52 @@
+"""GET /api/patients (list and search) and GET /api/patients/<id> (the full record)."""
+
+from flask import Blueprint, Response, request
+
+from patients import db, search, validation
+from patients.auth import caller, require_role
+from patients.dui import reveals_dui
+from patients.errors import not_found
+from patients.repository import queries
+
+bp = Blueprint("records", __name__, url_prefix="/api/patients")
+
+
+@bp.get("")
+@require_role("admin", "staff")
+def list_patients():
+    term = validation.text(request.args, "search")
+    page = validation.integer(request.args, "page", default=1, minimum=1, maximum=1_000_000)
+    limit = validation.integer(request.args, "limit", default=50, minimum=1, maximum=200)
+    blocked = validation.boolean(request.args, "blocked")
+
+    params = {
+        "clinic_id": caller().clinic_id,
+        "blocked": blocked,
+        "page": page,
+        "limit": limit,
+        "offset": (page - 1) * limit,
+    }
+    with db.connection() as conn:
+        if term is None:
+            row = queries.list_patients(conn, **params)
+        else:
+            row = queries.search_patients(conn, **params, **search.patterns(term))
+    # PostgreSQL built the whole body; it goes out as it came.
+    return Response(row["body"], mimetype="application/json")
+
+
+@bp.get("/<patient_id>")
+@require_role("admin", "staff")
+@reveals_dui
+def show_patient(patient_id):
+    patient_id = validation.patient_id(patient_id)
+    with db.connection() as conn:
+        row = queries.get_patient_record(conn, clinic_id=caller().clinic_id, patient_id=patient_id)
+    if row is None:
+        raise not_found()
+    return {
+        **row["fields"],
+        "appointments": row["appointments"],
+        "dui_ciphertext": row["dui_ciphertext"],
+        "dui_key_id": row["dui_key_id"],
+    }

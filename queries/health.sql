@@ -1,0 +1,2 @@
+-- name: ping :scalar
+SELECT 1;

@@ -1,0 +1,165 @@
+"""Fixtures: one throwaway PostgreSQL per test session, the app, and helpers that keep tests short.
+
+Every test makes its own clinics, so tests never see each other's rows and need no cleanup.
+Set TEST_DATABASE_URL to run against an existing (disposable!) database instead.
+"""
+
+import base64
+import datetime as dt
+import os
+import tempfile
+import uuid
+
+import jwt
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app import create_app
+from patients.db import apply_schema
+from patients.dui import DuiKeys, normalise_dui
+from patients.embedded_pg import Cluster
+
+JWT_SECRET = "test-secret-" + "x" * 40
+DUI_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+OLD_DUI_KEY = base64.urlsafe_b64encode(b"o" * 32).decode()
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    if os.environ.get("TEST_DATABASE_URL"):
+        url = os.environ["TEST_DATABASE_URL"]
+        with psycopg.connect(url) as conn:
+            apply_schema(conn)
+        yield url
+        return
+    root = tempfile.mkdtemp(prefix="pgt-")
+    cluster = Cluster(os.path.join(root, "data"), socket_dir=root)
+    os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
+    cluster.start(fsync=False)
+    with psycopg.connect(cluster.url) as conn:
+        apply_schema(conn)
+    yield cluster.url
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def config(database_url):
+    return {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": JWT_SECRET,
+        "DUI_KEYS": f"{DUI_KEY},{OLD_DUI_KEY}",
+        "POOL_MAX_SIZE": 4,
+    }
+
+
+@pytest.fixture(scope="session")
+def app(config):
+    app = create_app(config)
+    yield app
+    app.extensions["pool"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def sql(database_url):
+    """A direct connection for arranging data and checking what was written (autocommit)."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+def make_token(clinic_id, role="staff", sub="user-1", secret=JWT_SECRET, expires_in=3600, **claims):
+    now = dt.datetime.now(dt.UTC)
+    payload = {
+        "sub": sub,
+        "exp": now + dt.timedelta(seconds=expires_in),
+        "app_metadata": {"clinic_id": str(clinic_id), "role": role},
+        **claims,
+    }
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+class Clinic:
+    """A clinic made for one test, with helpers to add rows and to call the API as its users."""
+
+    def __init__(self, sql, keys, plan="pro", country_code="SV", timezone="America/El_Salvador"):
+        self.sql, self.keys = sql, keys
+        row = sql.execute(
+            "INSERT INTO clinics (name, plan, country_code, timezone) VALUES (%s, %s, %s, %s) "
+            "RETURNING id::text",
+            (f"Clínica {uuid.uuid4().hex[:6]}", plan, country_code, timezone),
+        ).fetchone()
+        self.id = row["id"]
+
+    def headers(self, role="staff", sub="user-1"):
+        return {"Authorization": f"Bearer {make_token(self.id, role, sub)}"}
+
+    def add_patient(self, full_name="Juan Pérez", phone="+50377654321", dui=None, **fields):
+        patient_id = fields.pop("id", None) or str(uuid.uuid4())
+        ciphertext = key_id = None
+        if dui is not None:
+            ciphertext, key_id = self.keys.encrypt(self.id, patient_id, normalise_dui(dui))
+        columns = {
+            "id": patient_id,
+            "clinic_id": self.id,
+            "full_name": full_name,
+            "phone": phone,
+            "dui_ciphertext": ciphertext,
+            "dui_key_id": key_id,
+            **fields,
+        }
+        names = ", ".join(columns)
+        marks = ", ".join(["%s"] * len(columns))
+        self.sql.execute(f"INSERT INTO patients ({names}) VALUES ({marks})", list(columns.values()))
+        return patient_id
+
+    def add_doctor(self, full_name="Dra. Ana Gómez", specialty="Pediatría"):
+        return self.sql.execute(
+            "INSERT INTO doctors (clinic_id, full_name, specialty) VALUES (%s, %s, %s) RETURNING id::text",
+            (self.id, full_name, specialty),
+        ).fetchone()["id"]
+
+    def add_appointment(self, patient_id, doctor_id, date, time="09:00", status="confirmed"):
+        return self.sql.execute(
+            "INSERT INTO appointments (clinic_id, patient_id, doctor_id, appointment_date, start_time, status) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id::text",
+            (self.id, patient_id, doctor_id, date, time, status),
+        ).fetchone()["id"]
+
+    def patients(self):
+        return self.sql.execute(
+            "SELECT * FROM patients WHERE clinic_id = %s ORDER BY phone", (self.id,)
+        ).fetchall()
+
+    def audit(self, action=None):
+        return self.sql.execute(
+            "SELECT * FROM audit_log WHERE clinic_id = %s AND (%s::text IS NULL OR action = %s) ORDER BY id",
+            (self.id, action, action),
+        ).fetchall()
+
+
+@pytest.fixture
+def make_clinic(sql, app):
+    keys = app.extensions["dui_keys"]
+    return lambda **kwargs: Clinic(sql, keys, **kwargs)
+
+
+@pytest.fixture
+def clinic(make_clinic):
+    """A Pro clinic in El Salvador."""
+    return make_clinic()
+
+
+@pytest.fixture
+def dui_keys():
+    return DuiKeys(f"{DUI_KEY},{OLD_DUI_KEY}")

@@ -1,0 +1,90 @@
+"""Every error is the contract's JSON: never HTML, never a stack trace or SQL."""
+
+import pytest
+from flask import Blueprint
+
+from app import create_app
+from patients.auth import require_role
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.json
+    assert set(body) == {"code", "message", "details"}
+    assert body["code"] == code
+    assert "<html" not in response.get_data(as_text=True).lower()
+    return body
+
+
+def test_unknown_route_is_json_404(client):
+    assert_error(client.get("/nowhere"), 404, "NOT_FOUND")
+
+
+def test_wrong_method_is_json_405(client, clinic):
+    response = client.delete("/api/patients", headers=clinic.headers())
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_bug_is_json_500_without_details(config):
+    app = create_app(config)
+    broken = Blueprint("broken", __name__)
+
+    @broken.get("/api/broken")
+    @require_role("admin", "staff")
+    def explode():
+        raise RuntimeError("SELECT secret FROM patients WHERE dui = '12345678-9'")
+
+    app.register_blueprint(broken)
+    try:
+        import uuid
+
+        from tests.conftest import make_token
+
+        token = make_token(str(uuid.uuid4()), "staff")
+        response = app.test_client().get(
+            "/api/broken", headers={"Authorization": f"Bearer {token}"}
+        )
+        body = assert_error(response, 500, "INTERNAL_ERROR")
+        text = response.get_data(as_text=True)
+        assert "SELECT" not in text and "12345678" not in text and "Traceback" not in text
+        assert body["details"] is None
+    finally:
+        app.extensions["pool"].close()
+
+
+def test_route_without_role_refuses_to_start(config):
+    app = create_app(config)
+    app.extensions["pool"].close()
+    from app import check_every_api_route_is_guarded
+
+    app.add_url_rule("/api/oops", "oops", lambda: "tenant data")
+    with pytest.raises(RuntimeError, match="no @require_role"):
+        check_every_api_route_is_guarded(app)
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("page=0", "page"),
+        ("page=abc", "page"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("blocked=maybe", "blocked"),
+        ("search=" + "a" * 101, "search"),
+        ("search=a%00b", "search"),
+    ],
+)
+def test_bad_query_parameters_name_the_field(client, clinic, query, field):
+    body = assert_error(
+        client.get(f"/api/patients?{query}", headers=clinic.headers()), 400, "VALIDATION_ERROR"
+    )
+    assert body["details"]["field"] == field
+
+
+def test_request_id_is_echoed(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id"}).headers["X-Request-ID"]
+    assert len(generated) == 32

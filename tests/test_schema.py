@@ -1,0 +1,67 @@
+"""schema.sql applies again and again; rows with only the contract's columns insert."""
+
+import psycopg
+
+from patients.db import apply_schema
+
+
+def table_shapes(conn):
+    return conn.execute(
+        "SELECT table_name, column_name, data_type, column_default FROM information_schema.columns "
+        "WHERE table_schema = 'public' ORDER BY 1, 2"
+    ).fetchall()
+
+
+def test_schema_applies_twice_without_change(database_url):
+    with psycopg.connect(database_url) as conn:
+        before = table_shapes(conn)
+        apply_schema(conn)
+        apply_schema(conn)
+        assert table_shapes(conn) == before
+        indexes = conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"
+        ).fetchone()
+        apply_schema(conn)
+        assert (
+            conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'").fetchone()
+            == indexes
+        )
+
+
+def test_init_db_command(runner):
+    result = runner.invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert "Schema applied" in result.output
+
+
+def test_contract_columns_are_enough(sql):
+    """Other services insert with only the contract's columns: everything we add has a default."""
+    clinic = sql.execute(
+        "INSERT INTO clinics (name, plan) VALUES ('Solo contrato', 'basic') RETURNING *"
+    ).fetchone()
+    assert clinic["country_code"] == "SV" and clinic["timezone"] == "America/El_Salvador"
+    doctor = sql.execute(
+        "INSERT INTO doctors (clinic_id, full_name, specialty) VALUES (%s, 'Dr. X', 'General') RETURNING id",
+        (clinic["id"],),
+    ).fetchone()
+    patient = sql.execute(
+        "INSERT INTO patients (clinic_id, full_name, phone) VALUES (%s, 'Ana', '+50370000000') RETURNING *",
+        (clinic["id"],),
+    ).fetchone()
+    assert patient["no_show_count"] == 0 and patient["is_blocked"] is False
+    sql.execute(
+        "INSERT INTO appointments (clinic_id, patient_id, doctor_id, appointment_date, start_time, status) "
+        "VALUES (%s, %s, %s, '2026-01-01', '09:00', 'pending')",
+        (clinic["id"], patient["id"], doctor["id"]),
+    )
+
+
+def test_phone_unique_per_clinic_and_tenant_keys(sql):
+    keys = sql.execute(
+        "SELECT conrelid::regclass::text AS tab, pg_get_constraintdef(oid) AS def FROM pg_constraint "
+        "WHERE contype IN ('p', 'u') AND connamespace = 'public'::regnamespace "
+        "AND conrelid::regclass::text <> 'clinics'"
+    ).fetchall()
+    assert keys
+    for key in keys:
+        assert "clinic_id" in key["def"], key
