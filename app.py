@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         raise RuntimeError("JWT_SECRET must be set (at least 32 characters)")
     app.extensions["dui_keys"] = DuiKeys(app.config["DUI_KEYS"])
     app.json.sort_keys = False
+    app.json.ensure_ascii = False  # names travel as UTF-8, readable in curl
     # X-Forwarded-For/-Proto/-Host are trusted from this many proxies in front of us, no more.
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
@@ -53,10 +54,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def register_blueprints(app: Flask) -> None:
-    from patients import health, records
+    from patients import audit_log, blocking, docs, export, health, imports, records, webhooks
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(records.bp)
+    for module in (health, records, export, imports, blocking, audit_log, webhooks, docs):
+        app.register_blueprint(module.bp)
 
 
 def check_every_api_route_is_guarded(app: Flask) -> None:

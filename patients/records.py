@@ -46,6 +46,7 @@ def show_patient(patient_id):
         raise not_found()
     return {
         **row["fields"],
+        "notes": row["notes"],
         "appointments": row["appointments"],
         "dui_ciphertext": row["dui_ciphertext"],
         "dui_key_id": row["dui_key_id"],

@@ -41,7 +41,8 @@ SELECT json_build_object(
 -- name: get_patient_record :one
 -- The full record in one round trip: the patient, its appointments newest first, each with its doctor.
 SELECT p.id::text AS id,
-       patient_list_item(p)::jsonb || jsonb_build_object('notes', p.notes) AS fields,
+       patient_list_item(p) AS fields,
+       p.notes,
        p.dui_ciphertext,
        p.dui_key_id,
        coalesce((SELECT json_agg(json_build_object(

@@ -1,0 +1,5 @@
+"""the WhatsApp Cloud API inbound webhook (issue 7)"""
+
+from flask import Blueprint
+
+bp = Blueprint("webhooks", __name__)
