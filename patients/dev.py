@@ -88,7 +88,8 @@ def serve() -> int:
             ]
         )
         gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--log-level", "warning", "app:create_app()"], cwd=ROOT
+            [sys.executable, "-m", "gunicorn", "--log-level", "warning", "app:create_app()"],
+            cwd=ROOT,
         )
         try:
             return gunicorn.wait()
