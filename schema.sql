@@ -127,6 +127,32 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE INDEX IF NOT EXISTS audit_log_clinic_time_idx ON audit_log (clinic_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS audit_log_patient_idx
     ON audit_log (clinic_id, patient_id, created_at DESC) WHERE patient_id IS NOT NULL;
+-- GET /api/audit?action=… walks this one, newest first.
+CREATE INDEX IF NOT EXISTS audit_log_action_idx ON audit_log (clinic_id, action, created_at DESC, id DESC);
+
+-- The chatbot's inbound queue, filled by POST /webhooks/whatsapp. One row per WhatsApp message id
+-- per clinic (the sender retries); the chatbot sets processed_at once it has answered. Messages
+-- from blocked patients never get here, and blocking deletes the ones still waiting.
+CREATE TABLE IF NOT EXISTS inbound_messages (
+    id           bigint GENERATED ALWAYS AS IDENTITY,
+    clinic_id    uuid NOT NULL REFERENCES clinics (id) ON DELETE CASCADE,
+    message_id   text NOT NULL,             -- WhatsApp's id (wamid.…)
+    sender_phone text NOT NULL,             -- E.164, comparable with patients.phone
+    patient_id   uuid,                      -- the patient with that phone when it arrived, if any
+    message_type text NOT NULL DEFAULT 'text',
+    body         text,                      -- text.body for text messages
+    payload      jsonb NOT NULL DEFAULT '{}', -- the whole message object, for other types
+    sent_at      timestamptz,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    processed_at timestamptz,
+    PRIMARY KEY (clinic_id, id),
+    UNIQUE (clinic_id, message_id)
+);
+-- What is still waiting, oldest first (the chatbot), and per sender (blocking drops them).
+CREATE INDEX IF NOT EXISTS inbound_messages_waiting_idx
+    ON inbound_messages (clinic_id, received_at, id) WHERE processed_at IS NULL;
+CREATE INDEX IF NOT EXISTS inbound_messages_sender_idx
+    ON inbound_messages (clinic_id, sender_phone) WHERE processed_at IS NULL;
 
 -- The list-item shape of a patient, written once: the list, the block answer and the full record
 -- all build their JSON with it. It never includes the DUI or the notes.
