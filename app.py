@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from patients import cli, db, errors, logs
+from patients import cli, db, errors, hygiene, logs
 from patients.dui import DuiKeys
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -46,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     logs.configure(app.config["LOG_LEVEL"])
     logs.init_app(app)
     errors.init_app(app)
+    hygiene.init_app(app)
     db.init_app(app)
     cli.init_app(app)
     register_blueprints(app)
