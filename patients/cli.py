@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from patients import db, demo_data, dui
+from patients import db, demo_data, dui, key_rotation
 from patients.repository import queries
 
 DEMO_CLINIC = "Clínica Demo San Salvador"
@@ -115,3 +115,4 @@ def seed_demo_clinic(conn, keys: dui.DuiKeys, count: int = 3000, seed: int = 7) 
 def init_app(app: Flask) -> None:
     for command in (create_clinic_command, mint_token_command, seed_demo_command):
         app.cli.add_command(command)
+    app.cli.add_command(key_rotation.rotate_dui_keys_command)

@@ -25,13 +25,15 @@ from patients.auth import caller
 
 log = logging.getLogger(__name__)
 
-DUI_SHAPE = re.compile(r"^(\d{8})-?(\d)$")
+# ASCII digits only: \d would also take fullwidth and other scripts' digits.
+DUI_SHAPE = re.compile(r"([0-9]{8})-?([0-9])")
 NONCE_BYTES = 12
 
 
 def normalise_dui(value: str) -> str:
     """`123456789` or `12345678-9` (spaces around allowed) -> `12345678-9`; ValueError otherwise."""
-    match = DUI_SHAPE.match(value.strip()) if isinstance(value, str) else None
+    # The message never echoes the value: it may be a real DUI with a typo.
+    match = DUI_SHAPE.fullmatch(value.strip()) if isinstance(value, str) else None
     if not match:
         raise ValueError("a DUI has 9 digits, as 12345678-9")
     return f"{match[1]}-{match[2]}"
@@ -60,7 +62,8 @@ class DuiKeys:
         return f"dui:v1:{clinic_id}:{patient_id}:{key_id}".encode()
 
     def encrypt(self, clinic_id: str, patient_id: str, dui: str) -> tuple[bytes, str]:
-        """(ciphertext, key_id) for a normalised DUI, under the newest key."""
+        """(ciphertext, key_id) for a DUI, normalised here so no other spelling is ever stored."""
+        dui = normalise_dui(dui)
         nonce = os.urandom(NONCE_BYTES)
         aead = self._by_id[self.newest_id]
         sealed = aead.encrypt(
@@ -82,11 +85,12 @@ class DuiKeys:
                 ciphertext[:NONCE_BYTES],
                 ciphertext[NONCE_BYTES:],
                 self._aad(str(clinic_id), str(patient_id), key_id),
-            )
-        except InvalidTag:
+            ).decode()
+        # InvalidTag: copied to another row or clinic, or tampered with; ValueError: truncated.
+        except (InvalidTag, ValueError):
             log.warning("DUI of patient %s failed authentication (copied or tampered)", patient_id)
             return None
-        return clear.decode()
+        return clear
 
 
 def keys() -> DuiKeys:
@@ -109,10 +113,12 @@ def reveals_dui(view):
             key_id = record.pop("dui_key_id", None)
             record["dui"] = None
             if caller().role == "admin" and ciphertext is not None:
-                who = caller()
-                record["dui"] = keys().decrypt(who.clinic_id, record["id"], ciphertext, key_id)
-                if record["dui"] is not None:
+                # The clinic comes from the token, never from the row: a value copied across
+                # clinics cannot open here.
+                clear = keys().decrypt(caller().clinic_id, record["id"], ciphertext, key_id)
+                if clear is not None:
                     audit.record(conn, "dui.reveal", patient_id=record["id"])
+                    record["dui"] = clear
         return record
 
     wrapper.reveals_dui = True

@@ -10,12 +10,16 @@ from patients.repository import queries
 
 bp = Blueprint("records", __name__, url_prefix="/api/patients")
 
+# Any page may be asked for (past the end answers an empty list); this bound only keeps
+# page * limit inside PostgreSQL's bigint OFFSET.
+MAX_PAGE = 1_000_000_000
+
 
 @bp.get("")
 @require_role("admin", "staff")
 def list_patients():
     term = validation.text(request.args, "search")
-    page = validation.integer(request.args, "page", default=1, minimum=1, maximum=1_000_000)
+    page = validation.integer(request.args, "page", default=1, minimum=1, maximum=MAX_PAGE)
     limit = validation.integer(request.args, "limit", default=50, minimum=1, maximum=200)
     blocked = validation.boolean(request.args, "blocked")
 
@@ -30,7 +34,7 @@ def list_patients():
         if term is None:
             row = queries.list_patients(conn, **params)
         else:
-            row = queries.search_patients(conn, **params, **search.patterns(term))
+            row = queries.search_patients(conn, **params, **search.parameters(term))
     # PostgreSQL built the whole body; it goes out as it came.
     return Response(row["body"], mimetype="application/json")
 
@@ -44,6 +48,7 @@ def show_patient(patient_id):
         row = queries.get_patient_record(conn, clinic_id=caller().clinic_id, patient_id=patient_id)
     if row is None:
         raise not_found()
+    # The ciphertext goes to @reveals_dui, which replaces it with `dui` (clear or null).
     return {
         **row["fields"],
         "notes": row["notes"],

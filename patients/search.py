@@ -1,24 +1,18 @@
-"""Turning what a person typed into the search box into LIKE patterns for queries/patients.sql."""
+"""Turning what a person typed into the search box into parameters for queries/patients.sql.
+
+The name side is folded and escaped in SQL (fold first, then escape: see search_patients), so a
+term's `%`, `_` and `\\` stay literal whatever unaccent does to it. Here we only decide whether the
+term also reads as a phone number and, if so, which digits to look for.
+"""
 
 import re
 
-PHONE_LIKE = re.compile(r"[\d\s+().\-/]+")
+# Digits with the punctuation people type in phone numbers: `7765-4321`, `+503 7765 4321`, `(503) 7765.4321`.
+PHONE_LIKE = re.compile(r"[0-9\s+().\-/]+")
+NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 
-def like_literal(term: str) -> str:
-    # The backslash first, so the escapes added for % and _ are not escaped again.
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def patterns(term: str) -> dict:
-    """`name_pattern` matches anywhere in the folded name; `phone_pattern` (or None) in the digits.
-
-    A term made only of digits and phone punctuation (`7765-4321`, `+503 7765 4321`) also
-    searches phones, by its digits alone.
-    """
-    phone_pattern = None
-    if PHONE_LIKE.fullmatch(term):
-        digits = re.sub(r"\D", "", term)
-        if digits:
-            phone_pattern = f"%{digits}%"
-    return {"name_pattern": f"%{like_literal(term)}%", "phone_pattern": phone_pattern}
+def parameters(term: str) -> dict:
+    """`term` for the folded name; `phone_digits` (or None) for a term that reads as a phone."""
+    digits = NOT_A_DIGIT.sub("", term) if PHONE_LIKE.fullmatch(term) else ""
+    return {"term": term, "phone_digits": digits or None}

@@ -1,20 +1,22 @@
 """Reading query parameters and JSON bodies: each bad value is a 400 VALIDATION_ERROR naming its field."""
 
-import uuid
+import re
 
 from patients.errors import not_found, validation_error
 
 MAX_TERM_LENGTH = 100
+# ASCII only: int() would also take `٣`, `1_000` or ` 7 `, which no client means to send.
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def integer(args, field: str, default: int, minimum: int, maximum: int | None = None) -> int:
     raw = args.get(field)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise validation_error(field, "must be a whole number") from None
+    if not WHOLE_NUMBER.fullmatch(raw):
+        raise validation_error(field, "must be a whole number")
+    value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
         raise validation_error(field, f"must be {bounds}")
@@ -34,6 +36,7 @@ def boolean(args, field: str) -> bool | None:
 
 
 def text(args, field: str, max_length: int = MAX_TERM_LENGTH) -> str | None:
+    """The trimmed value, or None when absent or blank. NUL never reaches PostgreSQL."""
     raw = args.get(field)
     if raw is None:
         return None
@@ -45,8 +48,8 @@ def text(args, field: str, max_length: int = MAX_TERM_LENGTH) -> str | None:
 
 
 def patient_id(raw: str) -> str:
-    """A patient id from the path; anything that is not a UUID is simply not found."""
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise not_found() from None
+    """A patient id from the path, in the canonical UUID spelling; anything else is simply not found."""
+    lowered = raw.lower()
+    if not CANONICAL_UUID.fullmatch(lowered):
+        raise not_found()
+    return lowered

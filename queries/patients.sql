@@ -1,33 +1,44 @@
 -- Reading patients: the list (with or without a search term) and the full record.
--- Every query filters on the caller's clinic_id.
+-- Every query filters on the caller's clinic_id. The pool plans every statement with its actual
+-- parameters (plan_cache_mode=force_custom_plan), so NULL filters fold away and the search pattern
+-- is a constant the planner can weigh against the trigram indexes.
 
 -- name: list_patients :one
--- One page in list order, with the exact total, as the response body's JSON.
-SELECT json_build_object(
-           'patients', coalesce((SELECT json_agg(patient_list_item(p) ORDER BY p.full_name, p.id)
-                                   FROM (SELECT *
-                                           FROM patients
-                                          WHERE clinic_id = %(clinic_id)s
-                                            AND (%(blocked)s::boolean IS NULL OR is_blocked = %(blocked)s)
-                                          ORDER BY full_name, id
-                                          LIMIT %(limit)s OFFSET %(offset)s) p), '[]'::json),
-           'total', (SELECT count(*)
-                       FROM patients
-                      WHERE clinic_id = %(clinic_id)s
-                        AND (%(blocked)s::boolean IS NULL OR is_blocked = %(blocked)s)),
-           'page', %(page)s::int,
-           'limit', %(limit)s::int)::text AS body;
-
--- name: search_patients :one
--- Like list_patients, narrowed to names containing the term (case and accents folded) or phones
--- containing its digits. Patterns arrive escaped: %% _ and \ in the user's term are literal.
-WITH matches AS (
+-- One page in list order (walking patients_clinic_name_idx), with the exact total, as the
+-- response body's JSON.
+WITH listed AS NOT MATERIALIZED (
     SELECT *
       FROM patients
      WHERE clinic_id = %(clinic_id)s
        AND (%(blocked)s::boolean IS NULL OR is_blocked = %(blocked)s)
-       AND (search_name LIKE fold_search(%(name_pattern)s) ESCAPE '\'
-            OR phone LIKE %(phone_pattern)s ESCAPE '\')
+)
+SELECT json_build_object(
+           'patients', coalesce((SELECT json_agg(patient_list_item(p) ORDER BY p.full_name, p.id)
+                                   FROM (SELECT * FROM listed
+                                          ORDER BY full_name, id
+                                          LIMIT %(limit)s OFFSET %(offset)s) p), '[]'::json),
+           'total', (SELECT count(*) FROM listed),
+           'page', %(page)s::int,
+           'limit', %(limit)s::int)::text AS body;
+
+-- name: search_patients :one
+-- Like list_patients, narrowed to folded names containing the folded term, or phones containing
+-- `phone_digits` (NULL when the term is not phone-like). The term is folded first and escaped after,
+-- backslash first, then the wildcards: unaccent turns a few characters into %%, _ or \ (fullwidth
+-- ％, ＿, ＼), so escaping before folding would let them through as wildcards.
+-- NOT MATERIALIZED: the page and the count are planned apart, so the page can stop early on the
+-- name index while the count, which must be exact, uses whatever finds all matches fastest.
+WITH matches AS NOT MATERIALIZED (
+    SELECT *
+      FROM patients
+     WHERE clinic_id = %(clinic_id)s
+       AND (%(blocked)s::boolean IS NULL OR is_blocked = %(blocked)s)
+       AND (search_name LIKE ('%%' || replace(replace(replace(fold_search(%(term)s),
+                                                               '\', '\\'),
+                                                       '%%', '\%%'),
+                                               '_', '\_') || '%%') ESCAPE '\'
+            OR (%(phone_digits)s::text IS NOT NULL
+                AND phone LIKE ('%%' || %(phone_digits)s::text || '%%')))
 )
 SELECT json_build_object(
            'patients', coalesce((SELECT json_agg(patient_list_item(p) ORDER BY p.full_name, p.id)
@@ -39,9 +50,9 @@ SELECT json_build_object(
            'limit', %(limit)s::int)::text AS body;
 
 -- name: get_patient_record :one
--- The full record in one round trip: the patient, its appointments newest first, each with its doctor.
-SELECT p.id::text AS id,
-       patient_list_item(p) AS fields,
+-- The full record in one round trip: the patient, its appointments newest first, each with its
+-- doctor. The DUI leaves as ciphertext: only @reveals_dui opens it.
+SELECT patient_list_item(p) AS fields,
        p.notes,
        p.dui_ciphertext,
        p.dui_key_id,
