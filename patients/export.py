@@ -49,6 +49,8 @@ def export_patients():
         **(search.parameters(term) if term is not None else NO_SEARCH),
     }
     filters = {"search": term, "blocked": blocked, "delimiter": delimiter}
+    if request.method == "HEAD":
+        return Response(headers=HEADERS)  # no body: no COPY to start, no data leaves
     chunks = csv_chunks(params, filters)
     # Run up to the header line here: a database that is away is still a JSON 503, not a
     # 200 that breaks off.
@@ -63,9 +65,9 @@ def delimiter_name(args) -> str:
     raw = args.get("delimiter")
     if raw is None or raw == "":
         return "comma"
-    if raw.lower() not in DELIMITERS:
+    if raw not in DELIMITERS:
         raise validation_error("delimiter", "must be comma or semicolon")
-    return raw.lower()
+    return raw
 
 
 def csv_chunks(params: dict, filters: dict) -> Iterator[bytes]:
@@ -91,7 +93,7 @@ def csv_chunks(params: dict, filters: dict) -> Iterator[bytes]:
                         sent += rows
                 sent = cursor.rowcount  # the COPY's own count, from its command tag
         except GeneratorExit:
-            # The client went away, or never read the body (HEAD): recorded, then ended quietly.
+            # The client went away: recorded, then ended quietly.
             log.info("export interrupted after %d rows", sent)
             record_export(conn, sent, False, filters)
             return

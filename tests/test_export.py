@@ -130,6 +130,17 @@ def test_dates_are_days_in_the_clinics_time_zone(client, make_clinic):
     }
 
 
+def test_head_sends_the_headers_and_no_data(client, clinic):
+    clinic.add_patient()
+
+    response = client.head(URL, headers=clinic.headers())
+
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="pacientes.csv"'
+    assert response.get_data() == b""
+    assert clinic.audit("patients.export") == []
+
+
 # -- formulas ------------------------------------------------------------------------------
 
 
@@ -310,6 +321,7 @@ def test_semicolon_delimiter(client, clinic):
         ("delimiter=tab", "delimiter"),
         ("delimiter=%3B", "delimiter"),
         ("delimiter=pipe", "delimiter"),
+        ("delimiter=Semicolon", "delimiter"),
         ("blocked=maybe", "blocked"),
         ("search=a%00b", "search"),
         ("search=" + "a" * 101, "search"),
