@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from patients.errors import APIError
 from patients.export import CHUNK_BYTES
 from tests.live import LiveServer
 
@@ -416,6 +417,29 @@ def test_a_client_that_leaves_is_audited_and_the_copy_ends(client, sql, clinic):
     }
     assert copy_of_export(sql, clinic.id) is None
     # The connection went back to the pool in a usable state.
+    assert export(client, clinic, "search=nadie").get_data() == BOM + HEADER
+
+
+def test_a_failure_mid_download_breaks_the_transfer_and_is_audited(client, sql, clinic):
+    add_many(sql, clinic, 20_000)
+
+    response = export(client, clinic, buffered=False)
+    chunks = response.iter_encoded()
+    received = [next(chunks) for _ in range(3)]
+    sql.execute(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE %s",
+        (f"COPY (%{clinic.id}%",),
+    )
+
+    # The body does not end as if it were whole: the server is told, and drops the connection.
+    with pytest.raises(APIError) as raised:
+        received.extend(chunks)
+    response.close()
+    assert raised.value.code == "SERVICE_UNAVAILABLE"
+    assert sum(chunk.count(b"\n") for chunk in received) < 20_001
+    [row] = clinic.audit("patients.export")
+    assert row["details"]["complete"] is False
+    assert 0 < row["details"]["rows"] < 20_000
     assert export(client, clinic, "search=nadie").get_data() == BOM + HEADER
 
 
