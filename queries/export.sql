@@ -12,14 +12,16 @@ SET LOCAL statement_timeout = '10min';
 -- The filter is the list's word for word (list_patients without a term, search_patients with one,
 -- in queries/patients.sql; tests/test_export.py holds the two to the same rows), and so is the
 -- order. A free-text cell whose first character a spreadsheet would run as a formula (= + - @
--- tab CR LF) gets a leading ' (OWASP), and every name and email is quoted. Phones are E.164 by
--- the table's CHECK (+ then digits only) and go out as they are. Registrado is the day the
--- patient was created, in the clinic's time zone.
+-- tab CR LF) gets a leading ' (OWASP), and every name and email is quoted. So does one that
+-- already starts with ' before such a character ('=x goes out as ''=x), which keeps the rule
+-- reversible: the import takes one ' off a cell of ' characters then a formula character. Phones
+-- are E.164 by the table's CHECK (+ then digits only) and go out as they are. Registrado is the
+-- day the patient was created, in the clinic's time zone.
 COPY (
-    SELECT CASE WHEN left(p.full_name, 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
+    SELECT CASE WHEN left(ltrim(p.full_name, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.full_name ELSE p.full_name END AS "Nombre",
            p.phone AS "Teléfono",
-           CASE WHEN left(p.email, 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
+           CASE WHEN left(ltrim(p.email, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.email ELSE p.email END AS "Email",
            to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD') AS "Registrado"
       FROM patients p
