@@ -1,0 +1,16 @@
+-- Plain PostgreSQL's export: the same SELECT as queries/export.sql (export_patients, no filter),
+-- straight from the server to psql's stdout. COPY … TO STDOUT is what psql's `\copy … to stdout`
+-- runs; the plain form lets :'clinic_id' in.
+-- psql -v clinic_id=<uuid> -f bench/psql/export.sql
+COPY (
+    SELECT CASE WHEN left(p.full_name, 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
+                THEN '''' || p.full_name ELSE p.full_name END AS "Nombre",
+           p.phone AS "Teléfono",
+           CASE WHEN left(p.email, 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
+                THEN '''' || p.email ELSE p.email END AS "Email",
+           to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD') AS "Registrado"
+      FROM patients p
+      JOIN clinics c ON c.id = p.clinic_id
+     WHERE p.clinic_id = :'clinic_id'
+     ORDER BY p.full_name, p.id
+) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8', FORCE_QUOTE ("Nombre", "Email"));

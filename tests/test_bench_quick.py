@@ -1,0 +1,97 @@
+"""`python -m bench.run --quick` end to end on a tiny data set, so the benchmark never rots.
+
+It builds its own small cluster in a temporary folder, starts gunicorn (the product and the
+framework floor) on free ports, measures every figure on both sides and writes the report; this
+test checks that each figure was really measured, not just that the command exited.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from patients.embedded_pg import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def has_route(app, rule: str, method: str) -> bool:
+    return any(r.rule == rule and method in r.methods for r in app.url_map.iter_rules())
+
+
+@pytest.mark.slow
+def test_quick_bench_measures_every_figure(app):
+    # In /tmp and open to traversal: the cluster runs as `postgres` when the suite runs as root.
+    root = Path(tempfile.mkdtemp(prefix="bench-quick-"))
+    root.chmod(0o755)
+    out = root / "results.md"
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.run",
+                "--quick",
+                "--data-dir",
+                str(root),
+                "--out",
+                str(out),
+                "--seconds",
+                "1",
+                "--client",
+                "python",  # CI has no wrk; the fallback client is the one that must not rot
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+        report = json.loads(out.with_suffix(".json").read_text())
+        main = [row for row in report["rows"] if row["section"] == "main"]
+        growth = [row for row in report["rows"] if row["section"] == "growth"]
+
+        latencies = [row for row in main if row["target"] == "≤ 1.5"]
+        assert len(latencies) == 6  # three searches, two pages, the full record
+        (floor,) = [row for row in main if "SELECT 1" in row["what"]]
+        assert floor["values"]["ours_p50"] > floor["values"]["plain_p50"] > 0
+        for row in latencies:
+            assert 0 < row["values"]["plain_p50"] < 5, row["what"]
+            assert 0 < row["values"]["ours_p50"] < 5, row["what"]
+            assert row["ratio"] > 0
+        rare = next(row for row in latencies if "rare name" in row["what"])
+        assert rare["values"]["matches"] == 3  # the planted surname, found without its accent
+
+        (throughput,) = [row for row in main if "throughput" in row["what"]]
+        assert throughput["values"]["ours_errors"] == 0
+        assert throughput["values"]["floor_errors"] == 0
+        for side in ("ours_rps", "floor_rps", "plain_rps"):
+            assert throughput["values"][side] > 0, side
+        assert throughput["values"]["tool"] == "python"
+
+        (export,) = [row for row in main if row["what"].startswith("export")]
+        (imported,) = [row for row in main if row["what"].startswith("import")]
+        for row, rule, method in (
+            (export, "/api/patients/export", "GET"),
+            (imported, "/api/patients/import", "POST"),
+        ):
+            if has_route(app, rule, method):
+                assert row["values"]["ours_s"] > 0 and row["values"]["plain_s"] > 0, row
+            else:
+                assert row["values"].get("missing"), row
+
+        assert len([row for row in growth if row["what"].startswith("search")]) == 8
+        markdown = out.read_text()
+        assert "| search, rare name" in markdown
+        assert markdown.count("\n### ") == 4  # a query plan per search and the far page
+        assert "Index" in markdown or "Seq Scan" in markdown
+    finally:
+        Cluster(root / "quick" / "pg").destroy()
+        shutil.rmtree(root, ignore_errors=True)
