@@ -1,0 +1,193 @@
+"""Reading the spreadsheets clinics really have: bytes in, (line, cells) records out.
+
+Handles UTF-8 with or without BOM, Windows-1252 (Excel's "CSV" on Windows), UTF-16 with BOM
+(Excel's "Unicode text"), comma, semicolon or tab delimiters sniffed from the header line, Excel's
+`sep=;` first line, and quoted cells with embedded newlines. Anything unreadable is a 400
+INVALID_CSV that says what is wrong.
+
+Line numbers are spreadsheet rows: the header is line 1 and each record is one line, however many
+physical lines its quoted cells span, and Excel's `sep=` line (which Excel hides) is not counted.
+That is the number the user sees beside the row when the file is open in Excel or Sheets.
+"""
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from patients.errors import APIError
+
+FIELDS = ("name", "phone", "email", "dui")
+REQUIRED = ("name", "phone")
+ALIASES = {
+    "nombre": "name",
+    "name": "name",
+    "full_name": "name",
+    "telefono": "phone",
+    "phone": "phone",
+    "email": "email",
+    "dui": "dui",
+}
+DELIMITERS = (",", ";", "\t")
+# Excel writes `sep=;` as the first line so that it opens the file with that delimiter.
+SEP_LINE = re.compile(r'"?sep=(.)"?[ \t]*(?:\r\n|\n|\r|$)', re.IGNORECASE)
+# What our export puts a `'` before so that a spreadsheet never runs the cell as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+# Signatures of files people upload instead of a CSV, with what to do about it.
+NOT_CSV = (
+    (b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip file"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)"),
+    (b"%PDF", "a PDF document"),
+)
+SAVE_AS_CSV = "Save it from the spreadsheet as CSV (File > Save As > CSV UTF-8) and upload that."
+
+
+def invalid_csv(message: str, details=None) -> APIError:
+    return APIError(400, "INVALID_CSV", message, details)
+
+
+@dataclass
+class Sheet:
+    delimiter: str
+    columns: dict[str, int]  # field -> position in the row
+    records: Iterator[tuple[int, dict[str, str]]]  # (line, {field: cell}) for non-blank rows
+
+
+def decode(data: bytes) -> str:
+    for magic, what in NOT_CSV:
+        if data.startswith(magic):
+            raise invalid_csv(f"The file is {what}, not a CSV. {SAVE_AS_CSV}")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise invalid_csv("The file says it is UTF-16 but is not readable as such.") from None
+    elif b"\x00" in data:
+        raise invalid_csv(
+            f"The file contains NUL bytes: it is a binary file, not a CSV. {SAVE_AS_CSV}"
+        )
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Not UTF-8: Excel on Windows saves "CSV (comma delimited)" in Windows-1252.
+            try:
+                text = data.removeprefix(b"\xef\xbb\xbf").decode("cp1252")
+            except UnicodeDecodeError:
+                raise invalid_csv(
+                    "The file is neither UTF-8 nor Windows-1252 text. " + SAVE_AS_CSV
+                ) from None
+    text = text.removeprefix("\ufeff")
+    if "\x00" in text:
+        raise invalid_csv(f"The file contains NUL characters: it is not a CSV. {SAVE_AS_CSV}")
+    if not text.strip():
+        raise invalid_csv("The file is empty.")
+    return text
+
+
+def sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])  # ties go to the comma, listed first
+    return best if counts[best] else ","
+
+
+def header_key(cell: str) -> str:
+    """`  Teléfono ` -> `telefono`: case, accents and surrounding spaces do not matter."""
+    decomposed = unicodedata.normalize("NFKD", cell.strip().removeprefix("\ufeff").casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip()
+
+
+def clean_cell(cell: str) -> str:
+    """The cell without surrounding spaces, or, when our export guarded it, exactly as exported.
+
+    The export puts a ' before a cell that a spreadsheet would run as a formula, and before a
+    stored value made of ' characters then a formula character (`'=x` goes out as `''=x`), so
+    taking exactly one ' off such a cell gives back the stored value: an export imports back
+    unchanged.
+    """
+    if cell[:1] == "'" and cell.lstrip("'")[:1] in FORMULA_START:
+        return cell[1:]
+    return cell.strip()
+
+
+def map_columns(header: list[str]) -> dict[str, int]:
+    columns: dict[str, int] = {}
+    for position, cell in enumerate(header):
+        field = ALIASES.get(header_key(cell))
+        if field is None:
+            continue  # other columns (Registrado, Notas, …) are ignored
+        if field in columns:
+            first = header[columns[field]].strip()
+            raise invalid_csv(
+                f"Two columns mean {field}: {first!r} and {cell.strip()!r}. Keep only one.",
+                {"column": field, "headers": [first, cell.strip()]},
+            )
+        columns[field] = position
+    missing = [field for field in REQUIRED if field not in columns]
+    if missing:
+        shown = [cell.strip() for cell in header if cell.strip()][:20]
+        raise invalid_csv(
+            f"The header has no {' and no '.join(missing)} column. Expected a header line such as "
+            f"Nombre,Teléfono,Email,DUI; found: {', '.join(shown) or 'nothing'}.",
+            {"missing": missing, "found": shown},
+        )
+    return columns
+
+
+def read(data: bytes) -> Sheet:
+    """The sheet's delimiter, its known columns and an iterator over its records.
+
+    Errors in the header are raised here; errors further down the file are raised while the
+    records are iterated (still before anything is written).
+    """
+    text = decode(data)
+    delimiter = None
+    sep = SEP_LINE.match(text)
+    if sep:
+        delimiter, text = sep[1], text[sep.end() :]
+        if not text.strip():
+            raise invalid_csv("The file has a sep= line but no header.")
+    if delimiter is None:
+        delimiter = sniff_delimiter(re.split(r"\r\n|\n|\r", text, maxsplit=1)[0])
+    if delimiter in ('"', "\r", "\n") or delimiter.isalnum():
+        raise invalid_csv(f"The sep= line names an unusable delimiter {delimiter!r}.")
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise invalid_csv(f"The header line is not readable CSV: {exc}.") from None
+    if not header or not any(cell.strip() for cell in header):
+        raise invalid_csv("The first line is empty: it should be the header (Nombre,Teléfono,…).")
+    columns = map_columns(header)
+    return Sheet(delimiter, columns, _records(reader, columns))
+
+
+def _records(reader, columns: dict[str, int]) -> Iterator[tuple[int, dict[str, str]]]:
+    line = 1
+    while True:
+        line += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = str(exc)
+            if "unexpected end of data" in reason:
+                reason = "a quoted cell is never closed (a missing closing quote)"
+            elif "expected after" in reason:
+                reason = "text after a closing quote (put the whole cell in quotes)"
+            raise invalid_csv(
+                f"Line {line} is not readable CSV: {reason}.", {"line": line, "reason": reason}
+            ) from None
+        if not any(cell.strip() for cell in row):
+            continue  # blank rows (Excel leaves `;;;` lines at the end) are not patients
+        yield (
+            line,
+            {
+                field: clean_cell(row[position]) if position < len(row) else ""
+                for field, position in columns.items()
+            },
+        )
