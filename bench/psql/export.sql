@@ -3,10 +3,10 @@
 -- runs; the plain form lets :'clinic_id' in.
 -- psql -v clinic_id=<uuid> -f bench/psql/export.sql
 COPY (
-    SELECT CASE WHEN left(p.full_name, 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
+    SELECT CASE WHEN left(ltrim(p.full_name, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.full_name ELSE p.full_name END AS "Nombre",
            p.phone AS "Teléfono",
-           CASE WHEN left(p.email, 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
+           CASE WHEN left(ltrim(p.email, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.email ELSE p.email END AS "Email",
            to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD') AS "Registrado"
       FROM patients p
