@@ -77,6 +77,23 @@ def latency(call, count: int, warmup: int, desc: str) -> Timing:
     return timing
 
 
+def latency_pair(ours, plain, count: int, warmup: int, desc: str) -> tuple[Timing, Timing]:
+    """Both sides in turn, request by request: a load that comes and goes on the shared cores
+    weighs on both alike, and the keep-alive connection never sits idle long enough to close."""
+    for _ in range(warmup):
+        ours()
+        plain()
+    a, b = Timing(), Timing()
+    for _ in tqdm(range(count), desc=desc, unit="pair", leave=False):
+        started = time.perf_counter()
+        ours()
+        middle = time.perf_counter()
+        plain()
+        a.samples.append(middle - started)
+        b.samples.append(time.perf_counter() - middle)
+    return a, b
+
+
 def http_call(client: HttpClient, path: str, check=None):
     def call():
         status, body = client.get(path)
@@ -103,6 +120,17 @@ class Throughput:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @classmethod
+    def combined(cls, rounds: list["Throughput"]) -> "Throughput":
+        return cls(
+            sum(r.requests for r in rounds),
+            sum(r.errors for r in rounds),
+            sum(r.seconds for r in rounds),
+            rounds[0].tool,
+            statistics.median(r.p50 for r in rounds),
+            max(r.p99 for r in rounds),
+        )
 
 
 def throughput(

@@ -126,9 +126,12 @@ class Bench:
                 f"{what}: the service and plain PostgreSQL disagree (status {status}); "
                 "bench/run.py list_params() no longer mirrors the view?"
             )
-        ours = load.latency(load.http_call(client, path), count, warmup=5, desc=f"ours  {what}")
-        theirs = load.latency(
-            lambda: plain.list_body(clinic_id, term, page), count, warmup=5, desc=f"plain {what}"
+        ours, theirs = load.latency_pair(
+            load.http_call(client, path),
+            lambda: plain.list_body(clinic_id, term, page),
+            count,
+            warmup=5,
+            desc=what,
         )
         ratio = ours.p50 / theirs.p50
         return Row(
@@ -179,8 +182,13 @@ class Bench:
             if len(json.loads(body)["appointments"]) != self.layout["record_appointments"]:
                 raise RuntimeError("the full record lacks appointments")
 
-        ours = load.latency(load.http_call(client, path, check), count, 5, "ours  record")
-        theirs = load.latency(lambda: plain.record(big, patient), count, 5, "plain record")
+        ours, theirs = load.latency_pair(
+            load.http_call(client, path, check),
+            lambda: plain.record(big, patient),
+            count,
+            5,
+            "full record",
+        )
         ratio = ours.p50 / theirs.p50
         return Row(
             "main",
@@ -390,7 +398,18 @@ class Bench:
             return bench_queries.count_clinic_patients(conn, clinic_id=clinic_id)
 
     # -- throughput --------------------------------------------------------------------------
-    def throughput(self, port: int, app: str) -> load.Throughput:
+    def throughputs(self, port: int, floor_port: int):
+        """The three in turn, in rounds, so a load that comes and goes weighs on each alike."""
+        rounds = 1 if self.quick else 3
+        seconds = self.args.seconds / rounds
+        ours, floor, alone = [], [], []
+        for _ in range(rounds):
+            ours.append(self.throughput(port, "product", seconds))
+            floor.append(self.throughput(floor_port, "floor", seconds))
+            alone.append(self.plain_throughput(seconds))
+        return tuple(load.Throughput.combined(r) for r in (ours, floor, alone))
+
+    def throughput(self, port: int, app: str, seconds: float) -> load.Throughput:
         clinic_id = self.layout["typical"]
         path = "/api/patients" if app == "product" else "/"
         result = load.throughput(
@@ -404,12 +423,12 @@ class Bench:
         print(f"   {app}: {result.rps:.0f} req/s, {result.errors} errors ({result.tool})")
         return result
 
-    def plain_throughput(self) -> load.Throughput:
+    def plain_throughput(self, seconds: float) -> load.Throughput:
         """The same list SQL alone, from as many threads as the service has connections."""
         clinic_id = self.layout["typical"]
         pool = make_pool(self.url, max_size=self.args.clients)
         pool.wait()
-        deadline = time.monotonic() + self.args.seconds
+        deadline = time.monotonic() + seconds
         done, errors = [0] * self.args.clients, [0]
 
         def worker(index):
@@ -444,14 +463,15 @@ class Bench:
     def floor_row(self, port: int, plain: Plain) -> Row:
         count = self.n(300)
         client = load.HttpClient(port, "")
-        flask = load.latency(load.http_call(client, "/healthz"), count, 20, "ours  /healthz")
-        client.close()
 
         def ping():
             with plain.pool.connection() as conn:
                 queries.ping(conn)
 
-        alone = load.latency(ping, count, 20, "plain SELECT 1")
+        flask, alone = load.latency_pair(
+            load.http_call(client, "/healthz"), ping, count, 20, "SELECT 1"
+        )
+        client.close()
         self.floor_ping = (flask, alone)
         return Row(
             "main",
@@ -624,14 +644,14 @@ def measure(args, spec, cluster, layout, started) -> int:
                 bench.exports(server)
             with step("import"):
                 bench.imports(server, plain)
-            with step(f"throughput: the service, {args.seconds:.0f} s"):
-                ours = bench.throughput(server.port, "product")
-        with Gunicorn("bench.floor:create_app()", env, bench.log) as floor_server:
-            with step(f"throughput: the framework floor, {args.seconds:.0f} s"):
-                floor = bench.throughput(floor_server.port, "floor")
-            bench.floor_latency(floor_server.port, plain)
-        with step(f"throughput: the list SQL alone, {args.seconds:.0f} s"):
-            alone = bench.plain_throughput()
+            with (
+                Gunicorn("bench.floor:create_app()", env, bench.log) as floor_server,
+                step(
+                    f"throughput: service, floor and SQL alone in turn, {args.seconds:.0f} s each"
+                ),
+            ):
+                ours, floor, alone = bench.throughputs(server.port, floor_server.port)
+                bench.floor_latency(floor_server.port, plain)
         first_transfer = next(
             i
             for i, row in enumerate(bench.rows)
