@@ -36,7 +36,9 @@ class JsonFormatter(logging.Formatter):
         }
         for key in ("request_id", "method", "path", "status", "ms", "clinic_id", "user_id"):
             if hasattr(record, key):
-                entry[key] = getattr(record, key)
+                value = getattr(record, key)
+                # A path (or a caller's request id) can carry a DUI, a phone or a token too.
+                entry[key] = scrub(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["error"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
