@@ -125,3 +125,16 @@ def test_database_outage_is_503_then_recovers(own_cluster, config, app, request)
         f"{first_503 - down_at:.2f} s, {len(unavailable)} x 503 (slowest answer {slowest:.2f} s), "
         f"0 x 500; 200 again {recovery:.2f} s after PostgreSQL was back, same gunicorn",
     )
+
+
+def test_timeouts_bound_a_slow_request(app):
+    """The limits the README promises are the ones a request's connection really has."""
+    pool = app.extensions["pool"]
+    assert pool.timeout <= 3
+    with pool.connection() as conn:
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[name]
+            for name in ("statement_timeout", "idle_in_transaction_session_timeout")
+        }
+    assert settings == {"statement_timeout": "30s", "idle_in_transaction_session_timeout": "1min"}
+    assert pool.kwargs["connect_timeout"] <= 3
