@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 CLIENTS = 8
 OUTAGE_SECONDS = 3.0
-# Pool wait (3 s) + connect timeout (3 s) + slack: no request may take longer than this.
-WORST_ANSWER_SECONDS = 8.0
+# Pool wait (3 s) + one connect attempt (3 s) + slack for a busy machine: no request may take longer.
+WORST_ANSWER_SECONDS = 10.0
 RECOVERY_BOUND_SECONDS = 15.0
 
 
