@@ -1,9 +1,9 @@
 """POST /api/patients/import (a spreadsheet of patients, all or nothing) and its template.
 
 The request path: the upload (at most 5 MB) -> csv_reader (decoding, delimiter, header) -> every
-row validated and duplicates merged in memory -> one transaction: COPY into a temporary table, one
-upsert, the DUIs encrypted for the returned ids and applied by a second set-based UPDATE, an audit
-row -> the counts.
+row validated and duplicates merged in memory -> one transaction (queries/imports.sql): the rows
+COPY'd into a temporary table, the DUIs encrypted for the ids their rows will have and COPY'd as
+ciphertext, one upsert, an audit row -> the counts.
 """
 
 import functools
