@@ -88,7 +88,8 @@ def decode(data: bytes) -> str:
 
 
 def sniff_delimiter(header_line: str) -> str:
-    counts = {d: header_line.count(d) for d in DELIMITERS}
+    unquoted = re.sub(r'"[^"]*"', "", header_line)  # a quoted header may hold the other one
+    counts = {d: unquoted.count(d) for d in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: counts[d])  # ties go to the comma, listed first
     return best if counts[best] else ","
 

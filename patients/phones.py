@@ -11,6 +11,8 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat
 
 NOT_A_PHONE = "not a valid phone number"
+# The patients.phone CHECK constraint, word for word.
+STORABLE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 # Excel shows a long number as 5.03777E+10 and saves it that way, digits lost.
 SCIENTIFIC = re.compile(r"^\d(?:[.,]\d+)?E\+?\d+$", re.IGNORECASE)
 
@@ -30,4 +32,7 @@ def to_e164(raw: str, region: str) -> str:
         raise ValueError(NOT_A_PHONE) from None
     if not phonenumbers.is_valid_number(number):
         raise ValueError(NOT_A_PHONE)
-    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    if not STORABLE.fullmatch(e164):
+        raise ValueError(NOT_A_PHONE)  # never a CHECK violation (a 500) at the database
+    return e164

@@ -64,8 +64,17 @@ def test_cp1252_bytes_that_are_not_utf8_are_read_as_windows_1252(client, clinic)
         "sep=,\r\nNombre,Teléfono,Email\r\nAna,7765-4321,ana@example.com\r\n",
         # A semicolon file whose cells contain commas: the header line decides.
         'Nombre;Teléfono;Email\n"Ana, la de Soya";7765-4321;ana@example.com\n',
+        # Quoted header cells holding commas do not make it a comma file.
+        'Nombre;Teléfono;Email;"Notas, alergias, otros, etc."\nAna;7765-4321;ana@example.com;x\n',
     ],
-    ids=["comma", "semicolon", "sep-semicolon", "sep-comma-crlf", "semicolon-with-commas"],
+    ids=[
+        "comma",
+        "semicolon",
+        "sep-semicolon",
+        "sep-comma-crlf",
+        "semicolon-with-commas",
+        "quoted-header",
+    ],
 )
 def test_delimiters(client, clinic, text):
     body = imported(post_csv(client, clinic, text))
