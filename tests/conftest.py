@@ -6,6 +6,7 @@ Set TEST_DATABASE_URL to run against an existing (disposable!) database instead.
 
 import base64
 import datetime as dt
+import io
 import os
 import tempfile
 import uuid
@@ -76,6 +77,35 @@ def sql(database_url):
     """A direct connection for arranging data and checking what was written (autocommit)."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
+
+
+# The list item's fields (the contract's GET /api/patients shape); never the DUI or the notes.
+LIST_ITEM_FIELDS = {
+    "id",
+    "full_name",
+    "phone",
+    "email",
+    "no_show_count",
+    "is_blocked",
+    "created_at",
+}
+
+
+def post_csv(client, clinic, data, *, filename="pacientes.csv", query="", role="staff"):
+    """POST a CSV (str or bytes) to the import as the clinic's user, the way curl -F file=@… does."""
+    if isinstance(data, str):
+        data = data.encode()
+    return client.post(
+        f"/api/patients/import{query}",
+        headers=clinic.headers(role),
+        data={"file": (io.BytesIO(data), filename)},
+        content_type="multipart/form-data",
+    )
+
+
+def imported(response):
+    assert response.status_code == 200, response.get_json()
+    return response.json
 
 
 def make_token(clinic_id, role="staff", sub="user-1", secret=JWT_SECRET, expires_in=3600, **claims):

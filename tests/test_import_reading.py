@@ -5,21 +5,7 @@ import io
 
 import pytest
 
-
-def post_csv(client, clinic, data, *, filename="pacientes.csv", query="", role="staff"):
-    if isinstance(data, str):
-        data = data.encode()
-    return client.post(
-        f"/api/patients/import{query}",
-        headers=clinic.headers(role),
-        data={"file": (io.BytesIO(data), filename)},
-        content_type="multipart/form-data",
-    )
-
-
-def imported(response):
-    assert response.status_code == 200, response.get_json()
-    return response.json
+from tests.conftest import imported, post_csv
 
 
 def invalid_csv(response):

@@ -10,22 +10,7 @@ from hypothesis import strategies as st
 
 from app import create_app
 from patients.repository import queries
-
-
-def post_csv(client, clinic, data, *, filename="pacientes.csv", query="", role="staff"):
-    if isinstance(data, str):
-        data = data.encode()
-    return client.post(
-        f"/api/patients/import{query}",
-        headers=clinic.headers(role),
-        data={"file": (io.BytesIO(data), filename)},
-        content_type="multipart/form-data",
-    )
-
-
-def imported(response):
-    assert response.status_code == 200, response.get_json()
-    return response.json
+from tests.conftest import imported, post_csv
 
 
 def invalid_rows(response):

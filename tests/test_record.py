@@ -7,15 +7,7 @@ import uuid
 import psycopg
 import pytest
 
-LIST_ITEM_FIELDS = {
-    "id",
-    "full_name",
-    "phone",
-    "email",
-    "no_show_count",
-    "is_blocked",
-    "created_at",
-}
+from tests.conftest import LIST_ITEM_FIELDS
 
 
 def url(patient_id):

@@ -9,18 +9,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from patients.repository import queries
-from tests.conftest import make_token
+from tests.conftest import LIST_ITEM_FIELDS, make_token
 
 URL = "/api/patients"
-LIST_ITEM_FIELDS = {
-    "id",
-    "full_name",
-    "phone",
-    "email",
-    "no_show_count",
-    "is_blocked",
-    "created_at",
-}
 
 
 def get(client, clinic, role="staff", **params):
