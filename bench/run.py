@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -100,7 +101,6 @@ class Bench:
         self.args, self.cluster, self.layout = args, cluster, layout
         self.quick = args.quick
         self.rows: list[Row] = []
-        self.notes: list[str] = []
         self.explains: list[tuple[str, str]] = []
         self.url = cluster.url
         # Quick runs keep everything beside their own cluster (a test's temporary folder).
@@ -323,8 +323,6 @@ class Bench:
         path = self.cache / f"import-{rows}.csv"
         if path.exists():
             return path, sum(1 for _ in path.open(encoding="utf-8")) - 1
-        import random
-
         rng = random.Random(5)
         out = io.StringIO()
         out.write("Nombre,Teléfono,Email,DUI\n")
@@ -452,8 +450,8 @@ class Bench:
         print(f"   plain: {result.rps:.0f} req/s, {result.errors} errors")
         return result
 
-    def floor_latency(self, port: int, plain: Plain) -> None:
-        """What any request costs here: SELECT 1 through bare gunicorn, through Flask, and alone."""
+    def floor_latency(self, port: int) -> None:
+        """What a request costs bare gunicorn answering SELECT 1 from the pool, without Flask."""
         count = self.n(300)
         client = load.HttpClient(port, "")
         bare = load.latency(load.http_call(client, "/"), count, 20, "floor /")
@@ -651,7 +649,7 @@ def measure(args, spec, cluster, layout, started) -> int:
                 ),
             ):
                 ours, floor, alone = bench.throughputs(server.port, floor_server.port)
-                bench.floor_latency(floor_server.port, plain)
+                bench.floor_latency(floor_server.port)
         first_transfer = next(
             i
             for i, row in enumerate(bench.rows)
