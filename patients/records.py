@@ -34,7 +34,12 @@ def list_patients():
         if term is None:
             row = queries.list_patients(conn, **params)
         else:
-            row = queries.search_patients(conn, **params, **search.parameters(term))
+            find = (
+                queries.search_patients
+                if search.narrowed_by_trigrams(term)
+                else queries.search_patients_short_term
+            )
+            row = find(conn, **params, **search.parameters(term))
     # PostgreSQL built the whole body; it goes out as it came.
     return Response(row["body"], mimetype="application/json")
 

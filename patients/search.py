@@ -12,6 +12,15 @@ PHONE_LIKE = re.compile(r"[0-9\s+().\-/]+")
 NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 
+# pg_trgm indexes a term only from three characters on; shorter ones match most of a clinic.
+TRIGRAM_MIN_LENGTH = 3
+
+
+def narrowed_by_trigrams(term: str) -> bool:
+    """Whether the trigram indexes can narrow this term (search_patients) or not (…_short_term)."""
+    return len(term) >= TRIGRAM_MIN_LENGTH
+
+
 def parameters(term: str) -> dict:
     """`term` for the folded name; `phone_digits` (or None) for a term that reads as a phone."""
     digits = NOT_A_DIGIT.sub("", term) if PHONE_LIKE.fullmatch(term) else ""
