@@ -28,13 +28,17 @@ limit_request_fields = 100
 
 _embedded = None
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from patients import server_errors  # noqa: E402
+
+server_errors.install()  # requests gunicorn refuses itself are answered in JSON too
+
 
 def on_starting(server):
     """The embedded default: no DATABASE_URL, so start the project's own PostgreSQL first."""
     global _embedded
     if os.environ.get("DATABASE_URL"):
         return
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import psycopg
 
     from patients.db import apply_schema

@@ -50,7 +50,26 @@ CREATE TABLE IF NOT EXISTS clinics (
     timezone     text NOT NULL DEFAULT 'America/El_Salvador',
     created_at   timestamptz NOT NULL DEFAULT now()
 );
+-- A clinic's time zone must be one PostgreSQL knows: the export converts dates with it, and a
+-- misspelt zone would break a download halfway. NOT VALID: rows written before are not rechecked.
+CREATE OR REPLACE FUNCTION is_time_zone(zone text) RETURNS boolean
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM now() AT TIME ZONE zone;
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'clinics_timezone_known') THEN
+        ALTER TABLE clinics ADD CONSTRAINT clinics_timezone_known CHECK (is_time_zone(timezone)) NOT VALID;
+    END IF;
+END
+$$;
 -- The WhatsApp Cloud API number that receives this clinic's messages (the webhook's routing key).
+-- Unique without clinic_id: clinics is the tenant table itself (a reference table under Citus).
 ALTER TABLE clinics ADD COLUMN IF NOT EXISTS whatsapp_phone_number_id text UNIQUE;
 
 CREATE TABLE IF NOT EXISTS doctors (

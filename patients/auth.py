@@ -36,7 +36,6 @@ def read_token() -> Caller:
             current_app.config["JWT_SECRET"],
             algorithms=["HS256"],
             options={"require": ["exp", "sub"]},
-            leeway=30,
         )
     except jwt.ExpiredSignatureError as exc:
         raise unauthorized("The token has expired.") from exc

@@ -3,6 +3,7 @@
 import datetime as dt
 import random
 import uuid
+import zoneinfo
 
 import click
 import jwt
@@ -24,6 +25,12 @@ DEMO_CLINIC = "Clínica Demo San Salvador"
 @click.option("--timezone", default="America/El_Salvador", show_default=True)
 def create_clinic_command(name, plan, country_code, timezone):
     """Create a clinic and print its id."""
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(
+            f"unknown time zone {timezone!r}", param_hint="--timezone"
+        ) from None
     with db.pool().connection() as conn:
         clinic = queries.create_clinic(
             conn, name=name, plan=plan, country_code=country_code.upper(), timezone=timezone

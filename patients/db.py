@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from patients.embedded_pg import project_cluster
 from patients.errors import APIError
+from patients.repository import queries
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def connection():
 
 def apply_schema(conn: psycopg.Connection) -> None:
     # One lock so two processes applying the schema at once (workers, CI) take turns.
-    conn.execute("SELECT pg_advisory_xact_lock(4242)")
+    queries.lock_schema(conn)
     conn.execute(SCHEMA.read_text())
 
 

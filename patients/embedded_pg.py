@@ -11,8 +11,8 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 SOCKET_PORT = 5432  # only names the socket file; no TCP port is opened
@@ -61,15 +61,36 @@ class Cluster:
         kwargs = {}
         if os.geteuid() == 0:
             kwargs = {"user": self.owner.pw_uid, "group": self.owner.pw_gid, "extra_groups": []}
-        return subprocess.run(
+        result = subprocess.run(
             [str(self.bindir / args[0]), *args[1:]],
-            check=check,
+            check=False,
             capture_output=True,
             text=True,
             cwd="/",
             env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
             **kwargs,
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def reachable(self) -> bool:
+        """Can the server's user walk down to the data folder? (Not from inside root's 0700 home.)"""
+        if os.geteuid() != 0:
+            return True
+        for folder in self.datadir.parents:
+            if not folder.exists():  # made by us later, with the usual 0755
+                continue
+            info = folder.stat()
+            if info.st_uid == self.owner.pw_uid:
+                allowed = info.st_mode & 0o100
+            elif info.st_gid == self.owner.pw_gid:
+                allowed = info.st_mode & 0o010
+            else:
+                allowed = info.st_mode & 0o001
+            if not allowed:
+                return False
+        return True
 
     def _own_dir(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -134,17 +155,6 @@ class Cluster:
         if self.running():
             self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.datadir), check=False)
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready = self._run(
-                "pg_isready", "-h", str(self.socket_dir), "-p", str(SOCKET_PORT), check=False
-            )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("PostgreSQL did not become ready")
-
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.datadir, ignore_errors=True)
@@ -152,6 +162,20 @@ class Cluster:
 
 
 def project_cluster() -> Cluster:
-    """The embedded default: `.pgdata/` beside app.py (or $PGDATA_DIR)."""
+    """The embedded default: `.pgdata/` beside app.py (or $PGDATA_DIR).
+
+    As root in a checkout the `postgres` user cannot reach (a clone under /root, mode 0700), the
+    data goes to /var/lib/patients-api/<checkout hash>/ instead, and we say so.
+    """
     root = Path(__file__).resolve().parent.parent
-    return Cluster(os.environ.get("PGDATA_DIR") or root / ".pgdata")
+    cluster = Cluster(os.environ.get("PGDATA_DIR") or root / ".pgdata")
+    if not os.environ.get("PGDATA_DIR") and not cluster.reachable():
+        digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+        fallback = Path("/var/lib/patients-api") / digest / "pgdata"
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        print(
+            f"{cluster.datadir} is out of the postgres user's reach; using {fallback}",
+            file=sys.stderr,
+        )
+        cluster = Cluster(fallback)
+    return cluster

@@ -41,10 +41,10 @@ DEFAULT_LOCK_WAIT_SECONDS = 20
 # of its cost; a clinic's list has a few dozen domains among thousands of addresses. Memoising that
 # pure step keeps the library's verdicts exactly and makes 70,000 addresses about 3x cheaper.
 _email_module = importlib.import_module("email_validator.validate_email")
-if not hasattr(_email_module.validate_email_domain_name, "cache_info"):
-    _email_module.validate_email_domain_name = functools.lru_cache(maxsize=4096)(
-        _email_module.validate_email_domain_name
-    )
+_domain_check = getattr(_email_module, "validate_email_domain_name", None)
+# Pinned library, but guarded: should a release rename the step, we simply validate uncached.
+if _domain_check is not None and not hasattr(_domain_check, "cache_info"):
+    _email_module.validate_email_domain_name = functools.lru_cache(maxsize=4096)(_domain_check)
 
 
 @dataclass(slots=True)

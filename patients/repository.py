@@ -12,7 +12,6 @@ The suffix says what the call returns (as in sqlc):
   :scalar    the first column of the first row, or None
   :exec      nothing
   :execrows  the number of rows affected
-  :cursor    the open cursor, for streaming (`for row in ...`) or COPY (`cursor.copy(...)`)
   :sql       the SQL text itself, for psycopg calls that take a statement (cursor.copy, executemany)
 
 Parameters always travel separately from the SQL text (psycopg's `%(name)s`).
@@ -25,7 +24,7 @@ import psycopg
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
 NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?P<kind>\w+)\s*$")
-KINDS = {"one", "many", "scalar", "exec", "execrows", "cursor", "sql"}
+KINDS = {"one", "many", "scalar", "exec", "execrows", "sql"}
 
 
 class Query:
@@ -45,8 +44,6 @@ class Query:
             return None if row is None else next(iter(row.values()))
         if self.kind == "execrows":
             return cursor.rowcount
-        if self.kind == "cursor":
-            return cursor
         return None
 
     def __repr__(self):

@@ -2,6 +2,7 @@
 wrong content types. Each is a clear 4xx JSON error, never a 500, and writes nothing."""
 
 import io
+import json
 import socket
 
 import pytest
@@ -237,6 +238,16 @@ def test_oversized_request_line_and_headers_are_refused_by_gunicorn(live_server,
     for request in cases:
         answer = raw_request(live_server, request.encode())
         assert 400 <= status_of(answer) < 500, answer[:200]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        # gunicorn answers these itself, before Flask: still the contract's JSON, no echo.
+        assert b"Content-Type: application/json" in head, answer[:300]
+        error = json.loads(body)
+        assert error["code"] == "VALIDATION_ERROR" and set(error) == {"code", "message", "details"}
+        assert b"aaaa" not in body and b"<html" not in body.lower()
+    malformed = raw_request(
+        live_server, b"GET /api/patients HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+    )
+    assert status_of(malformed) == 400 and b"application/json" in malformed
     # The server is unharmed.
     assert live_server.request("GET", "/healthz")[0] == 200
 
