@@ -99,4 +99,3 @@ def test_load_is_held_without_errors(live_server, make_clinic, sql, request):  #
         f"({len(latencies) / elapsed:.0f}/s), 0 errors, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
         f"max {max(latencies) * 1000:.0f} ms, mean {statistics.mean(latencies) * 1000:.1f} ms",
     )
-    assert p99 < 5000, "p99 over 5 s: requests are queueing, not being served"
