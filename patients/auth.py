@@ -50,6 +50,9 @@ def read_token() -> Caller:
     role = metadata.get("role", claims.get("role"))
     sub = claims["sub"]
 
+    # PyJWT also takes a numeric string as `exp`; a token minted that way is someone's mistake.
+    if isinstance(claims["exp"], bool) or not isinstance(claims["exp"], int | float):
+        raise unauthorized("The token's expiry is not a time.")
     if not isinstance(sub, str) or not sub or len(sub) > 200:
         raise unauthorized("The token's subject is not usable.")
     if role not in ROLES:
