@@ -185,3 +185,27 @@ CREATE OR REPLACE FUNCTION patient_list_item(p patients) RETURNS json
         'no_show_count', p.no_show_count,
         'is_blocked', p.is_blocked,
         'created_at', to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+
+-- The patients of a clinic that a search finds, written once for the list's search and the export,
+-- so the two can never disagree. Folded names containing the folded term, or phones containing
+-- `phone_digits` (NULL when the term does not read as a phone); no term: the whole clinic.
+-- The term is folded first and escaped after, backslash first, then the wildcards: unaccent turns
+-- a few characters into %, _ or \ (fullwidth ％ ＿ ＼), so escaping before folding would let them
+-- through as wildcards. A plain SQL function with a single SELECT: PostgreSQL inlines it into the
+-- calling query and plans it with the actual values, trigram indexes included.
+CREATE OR REPLACE FUNCTION matching_patients(
+        in_clinic uuid, in_blocked boolean, in_term text, in_phone_digits text)
+    RETURNS SETOF patients
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT *
+      FROM patients p
+     WHERE p.clinic_id = in_clinic
+       AND (in_blocked IS NULL OR p.is_blocked = in_blocked)
+       AND (in_term IS NULL
+            OR p.search_name LIKE ('%' || replace(replace(replace(fold_search(in_term),
+                                                                  '\', '\\'),
+                                                          '%', '\%'),
+                                                  '_', '\_') || '%') ESCAPE '\'
+            OR (in_phone_digits IS NOT NULL AND p.phone LIKE ('%' || in_phone_digits || '%')))
+$$;

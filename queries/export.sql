@@ -9,10 +9,9 @@ SET LOCAL statement_timeout = '10min';
 -- The whole file after the BOM, header line included, sent through cursor.copy() one row at a
 -- time: one statement is one snapshot (an import running meanwhile is in it entirely or not at
 -- all), and the COPY's row count is exactly what the file holds.
--- The filter is the list's word for word (list_patients without a term, search_patients with one,
--- in queries/patients.sql; tests/test_export.py holds the two to the same rows), and so is the
--- order. A free-text cell whose first character a spreadsheet would run as a formula (= + - @
--- tab CR LF) gets a leading ' (OWASP), and every name and email is quoted. So does one that
+-- The filter is the list's own (matching_patients() in schema.sql; tests/test_export.py holds the
+-- two to the same rows), and so is the order. A free-text cell whose first character a
+-- spreadsheet would run as a formula (= + - @ tab CR LF) gets a leading ' (OWASP), and every name and email is quoted. So does one that
 -- already starts with ' before such a character ('=x goes out as ''=x), which keeps the rule
 -- reversible: the import takes one ' off a cell of ' characters then a formula character. Phones
 -- are E.164 by the table's CHECK (+ then digits only) and go out as they are. Registrado is the
@@ -24,17 +23,8 @@ COPY (
            CASE WHEN left(ltrim(p.email, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.email ELSE p.email END AS "Email",
            to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD') AS "Registrado"
-      FROM patients p
+      FROM matching_patients(%(clinic_id)s, %(blocked)s, %(term)s, %(phone_digits)s) p
       JOIN clinics c ON c.id = p.clinic_id
-     WHERE p.clinic_id = %(clinic_id)s
-       AND (%(blocked)s::boolean IS NULL OR p.is_blocked = %(blocked)s)
-       AND (%(term)s::text IS NULL
-            OR p.search_name LIKE ('%%' || replace(replace(replace(fold_search(%(term)s),
-                                                                    '\', '\\'),
-                                                            '%%', '\%%'),
-                                                    '_', '\_') || '%%') ESCAPE '\'
-            OR (%(phone_digits)s::text IS NOT NULL
-                AND p.phone LIKE ('%%' || %(phone_digits)s::text || '%%')))
      ORDER BY p.full_name, p.id
 ) TO STDOUT WITH (FORMAT csv, HEADER true, DELIMITER %(delimiter)s, ENCODING 'UTF8',
                   FORCE_QUOTE ("Nombre", "Email"));

@@ -22,10 +22,8 @@ SELECT json_build_object(
            'limit', %(limit)s::int)::text AS body;
 
 -- name: search_patients :one
--- Like list_patients, narrowed to folded names containing the folded term, or phones containing
--- `phone_digits` (NULL when the term is not phone-like). The term is folded first and escaped after,
--- backslash first, then the wildcards: unaccent turns a few characters into %%, _ or \ (fullwidth
--- ％, ＿, ＼), so escaping before folding would let them through as wildcards.
+-- Like list_patients, narrowed to the patients matching_patients() finds (schema.sql: folded
+-- names containing the folded term, or phones containing `phone_digits`).
 -- For terms of three characters or more (the trigram indexes narrow them): the matches' keys are
 -- collected once through the indexes, then counted and sorted. Left to plan the page on its own,
 -- PostgreSQL guesses a term's frequency from a 100-name sample and may walk the whole clinic's
@@ -33,15 +31,7 @@ SELECT json_build_object(
 -- changing from one ANALYZE to the next).
 WITH matches AS MATERIALIZED (
     SELECT id, full_name
-      FROM patients
-     WHERE clinic_id = %(clinic_id)s
-       AND (%(blocked)s::boolean IS NULL OR is_blocked = %(blocked)s)
-       AND (search_name LIKE ('%%' || replace(replace(replace(fold_search(%(term)s),
-                                                               '\', '\\'),
-                                                       '%%', '\%%'),
-                                               '_', '\_') || '%%') ESCAPE '\'
-            OR (%(phone_digits)s::text IS NOT NULL
-                AND phone LIKE ('%%' || %(phone_digits)s::text || '%%')))
+      FROM matching_patients(%(clinic_id)s, %(blocked)s, %(term)s, %(phone_digits)s)
 ),
 page AS (
     SELECT id, full_name
@@ -61,23 +51,11 @@ SELECT json_build_object(
 -- name: search_patients_short_term :one
 -- search_patients for terms under three characters, which no trigram index can narrow: the
 -- matches are most of the clinic, so the page walks the name index and stops after `limit` rows.
--- Otherwise as search_patients: narrowed to folded names containing the folded term, or phones containing
--- `phone_digits` (NULL when the term is not phone-like). The term is folded first and escaped after,
--- backslash first, then the wildcards: unaccent turns a few characters into %%, _ or \ (fullwidth
--- ％, ＿, ＼), so escaping before folding would let them through as wildcards.
+-- Otherwise as search_patients.
 -- NOT MATERIALIZED: the page and the count are planned apart, so the page can stop early on the
 -- name index while the count, which must be exact, uses whatever finds all matches fastest.
 WITH matches AS NOT MATERIALIZED (
-    SELECT *
-      FROM patients
-     WHERE clinic_id = %(clinic_id)s
-       AND (%(blocked)s::boolean IS NULL OR is_blocked = %(blocked)s)
-       AND (search_name LIKE ('%%' || replace(replace(replace(fold_search(%(term)s),
-                                                               '\', '\\'),
-                                                       '%%', '\%%'),
-                                               '_', '\_') || '%%') ESCAPE '\'
-            OR (%(phone_digits)s::text IS NOT NULL
-                AND phone LIKE ('%%' || %(phone_digits)s::text || '%%')))
+    SELECT * FROM matching_patients(%(clinic_id)s, %(blocked)s, %(term)s, %(phone_digits)s)
 )
 SELECT json_build_object(
            'patients', coalesce((SELECT json_agg(patient_list_item(p) ORDER BY p.full_name, p.id)
