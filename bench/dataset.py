@@ -161,20 +161,9 @@ def load(conn: psycopg.Connection, spec: Spec) -> dict:
                     first, *_ = p["full_name"].split(" ")
                     p["full_name"] = f"{first} {RARE_SURNAME} {rng.choice(demo_data.LAST)}"
                 patient_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                ciphertext, key_id = keys.encrypt(clinic_id, patient_id, p["dui"])
                 created = now - dt.timedelta(days=rng.randrange(1500), seconds=rng.randrange(86400))
                 copy.write_row(
-                    (
-                        patient_id,
-                        clinic_id,
-                        p["full_name"],
-                        p["phone"],
-                        p["email"],
-                        ciphertext,
-                        key_id,
-                        rng.choice((0, 0, 0, 1, 2)),
-                        created,
-                    )
+                    demo_data.patient_copy_row(rng, keys, clinic_id, patient_id, p, created)
                 )
                 if clinic_id == big_id:
                     big_patients.append(patient_id)

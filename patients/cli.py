@@ -91,20 +91,9 @@ def seed_demo_clinic(conn, keys: dui.DuiKeys, count: int = 3000, seed: int = 7) 
             for serial in tqdm(range(count), desc="patients", unit="row"):
                 p = demo_data.patient(rng, serial)
                 patient_id = str(uuid.uuid4())
-                ciphertext, key_id = keys.encrypt(clinic_id, patient_id, p["dui"])
                 created = now - dt.timedelta(days=rng.randrange(900), minutes=rng.randrange(1440))
                 copy.write_row(
-                    (
-                        patient_id,
-                        clinic_id,
-                        p["full_name"],
-                        p["phone"],
-                        p["email"],
-                        ciphertext,
-                        key_id,
-                        rng.choice((0, 0, 0, 1, 2)),
-                        created,
-                    )
+                    demo_data.patient_copy_row(rng, keys, clinic_id, patient_id, p, created)
                 )
                 patient_ids.append(patient_id)
         with cur.copy(queries.copy_appointments_in.sql) as copy:

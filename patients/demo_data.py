@@ -149,6 +149,25 @@ def patient(rng: random.Random, serial: int) -> dict:
     return {"full_name": full_name, "phone": phone, "email": email, "dui": dui(rng)}
 
 
+def patient_copy_row(
+    rng: random.Random, keys, clinic_id: str, patient_id: str, p: dict, created
+) -> tuple:
+    """`p` as one row of queries.copy_patients_in (its column order), the DUI encrypted for it."""
+    ciphertext, key_id = keys.encrypt(clinic_id, patient_id, p["dui"])
+    no_shows = rng.choice((0, 0, 0, 1, 2))
+    return (
+        patient_id,
+        clinic_id,
+        p["full_name"],
+        p["phone"],
+        p["email"],
+        ciphertext,
+        key_id,
+        no_shows,
+        created,
+    )
+
+
 def doctor(rng: random.Random) -> dict:
     title = rng.choice(("Dr.", "Dra."))
     return {

@@ -161,6 +161,18 @@ class Cluster:
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
+def throwaway_cluster(prefix: str = "pgt-") -> Cluster:
+    """A started cluster in a fresh temporary folder, for tests: fast, not durable.
+
+    Its data and socket share the folder, so `destroy()` leaves nothing behind.
+    """
+    root = tempfile.mkdtemp(prefix=prefix)  # 0700: handed to the server's user below
+    cluster = Cluster(os.path.join(root, "data"), socket_dir=root)
+    os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
+    cluster.start(fsync=False)
+    return cluster
+
+
 def project_cluster() -> Cluster:
     """The embedded default: `.pgdata/` beside app.py (or $PGDATA_DIR).
 

@@ -8,7 +8,6 @@ import base64
 import datetime as dt
 import io
 import os
-import tempfile
 import uuid
 
 import jwt
@@ -19,11 +18,19 @@ from psycopg.rows import dict_row
 from app import create_app
 from patients.db import apply_schema
 from patients.dui import DuiKeys, normalise_dui
-from patients.embedded_pg import Cluster
+from patients.embedded_pg import throwaway_cluster
 
 JWT_SECRET = "test-secret-" + "x" * 40
 DUI_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 OLD_DUI_KEY = base64.urlsafe_b64encode(b"o" * 32).decode()
+
+
+def database_cluster(prefix: str = "pgt-"):
+    """A throwaway PostgreSQL with the schema applied; the caller destroys it."""
+    cluster = throwaway_cluster(prefix)
+    with psycopg.connect(cluster.url) as conn:
+        apply_schema(conn)
+    return cluster
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +41,7 @@ def database_url():
             apply_schema(conn)
         yield url
         return
-    root = tempfile.mkdtemp(prefix="pgt-")
-    cluster = Cluster(os.path.join(root, "data"), socket_dir=root)
-    os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
-    cluster.start(fsync=False)
-    with psycopg.connect(cluster.url) as conn:
-        apply_schema(conn)
+    cluster = database_cluster()
     yield cluster.url
     cluster.destroy()
 

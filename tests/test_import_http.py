@@ -72,6 +72,19 @@ def raw_exchange(server, head: bytes, body_chunks, timeout=20.0) -> bytes:
         return received
 
 
+def upload_head(server, boundary, framing: str, authorization: str | None = None) -> bytes:
+    """The head of a raw multipart POST to the import; `framing` is Content-Length or chunked."""
+    lines = ["POST /api/patients/import HTTP/1.1", f"Host: {server.host}:{server.port}"]
+    if authorization:
+        lines.append(f"Authorization: {authorization}")
+    lines += [f"Content-Type: multipart/form-data; boundary={boundary}", framing]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def pieces(body: bytes, size: int = 256 * 1024):
+    return (body[i : i + size] for i in range(0, len(body), size))
+
+
 def parse_response(raw: bytes) -> tuple[int, dict]:
     head, _, body = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
@@ -80,15 +93,9 @@ def parse_response(raw: bytes) -> tuple[int, dict]:
 
 def test_body_over_the_limit_is_a_json_413_over_a_raw_socket(server, clinic):
     body, boundary = multipart(b"x" * (6 * MiB))
-    head = (
-        "POST /api/patients/import HTTP/1.1\r\n"
-        f"Host: {server.host}:{server.port}\r\n"
-        f"Authorization: {clinic.headers()['Authorization']}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    chunks = (body[i : i + 256 * 1024] for i in range(0, len(body), 256 * 1024))
-    status, answer = parse_response(raw_exchange(server, head, chunks))
+    auth = clinic.headers()["Authorization"]
+    head = upload_head(server, boundary, f"Content-Length: {len(body)}", auth)
+    status, answer = parse_response(raw_exchange(server, head, pieces(body)))
     assert status == 413
     assert answer["code"] == "FILE_TOO_LARGE"
     assert clinic.patients() == []
@@ -96,18 +103,12 @@ def test_body_over_the_limit_is_a_json_413_over_a_raw_socket(server, clinic):
 
 def test_chunked_body_over_the_limit_is_a_json_413(server, clinic):
     body, boundary = multipart(b"Nombre,Telefono\r\n" + b"Ana,77654321\r\n" * (7 * MiB // 14))
-    head = (
-        "POST /api/patients/import HTTP/1.1\r\n"
-        f"Host: {server.host}:{server.port}\r\n"
-        f"Authorization: {clinic.headers()['Authorization']}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
-    ).encode()
-    step = 128 * 1024
+    auth = clinic.headers()["Authorization"]
+    head = upload_head(server, boundary, "Transfer-Encoding: chunked", auth)
     chunks = [
-        f"{len(body[i : i + step]):x}\r\n".encode() + body[i : i + step] + b"\r\n"
-        for i in range(0, len(body), step)
-    ] + [b"0\r\n\r\n"]
+        f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in pieces(body, 128 * 1024)
+    ]
+    chunks.append(b"0\r\n\r\n")
     status, answer = parse_response(raw_exchange(server, head, chunks))
     assert status == 413
     assert answer["code"] == "FILE_TOO_LARGE"
@@ -133,14 +134,8 @@ def test_file_just_over_5_mib_inside_the_multipart_slack_is_413(server, clinic):
 
 def test_refused_big_body_from_an_unauthenticated_client_still_gets_its_answer(server):
     body, boundary = multipart(b"x" * (6 * MiB))
-    head = (
-        "POST /api/patients/import HTTP/1.1\r\n"
-        f"Host: {server.host}:{server.port}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    chunks = (body[i : i + 256 * 1024] for i in range(0, len(body), 256 * 1024))
-    status, answer = parse_response(raw_exchange(server, head, chunks))
+    head = upload_head(server, boundary, f"Content-Length: {len(body)}")
+    status, answer = parse_response(raw_exchange(server, head, pieces(body)))
     assert (status, answer["code"]) == (401, "UNAUTHORIZED")
 
 

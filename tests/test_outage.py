@@ -5,8 +5,6 @@ While it is down every answer is a prompt 503 SERVICE_UNAVAILABLE with Retry-Aft
 """
 
 import http.client
-import os
-import tempfile
 import threading
 import time
 
@@ -14,9 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from patients.db import apply_schema
-from patients.embedded_pg import Cluster
-from tests.conftest import Clinic
+from tests.conftest import Clinic, database_cluster
 from tests.live import LiveServer, report
 
 pytestmark = pytest.mark.slow
@@ -30,12 +26,7 @@ RECOVERY_BOUND_SECONDS = 15.0
 
 @pytest.fixture
 def own_cluster():
-    root = tempfile.mkdtemp(prefix="pgo-")
-    cluster = Cluster(os.path.join(root, "data"), socket_dir=root)
-    os.chown(root, cluster.owner.pw_uid, cluster.owner.pw_gid)
-    cluster.start(fsync=False)
-    with psycopg.connect(cluster.url) as conn:
-        apply_schema(conn)
+    cluster = database_cluster("pgo-")
     yield cluster
     cluster.destroy()
 

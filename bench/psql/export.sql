@@ -1,4 +1,5 @@
 -- Plain PostgreSQL's export: the same SELECT as queries/export.sql (export_patients, no filter),
+-- through the same matching_patients() that PostgreSQL inlines,
 -- straight from the server to psql's stdout. COPY … TO STDOUT is what psql's `\copy … to stdout`
 -- runs; the plain form lets :'clinic_id' in.
 -- psql -v clinic_id=<uuid> -f bench/psql/export.sql
@@ -9,8 +10,7 @@ COPY (
            CASE WHEN left(ltrim(p.email, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.email ELSE p.email END AS "Email",
            to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD') AS "Registrado"
-      FROM patients p
+      FROM matching_patients(:'clinic_id', NULL, NULL, NULL) p
       JOIN clinics c ON c.id = p.clinic_id
-     WHERE p.clinic_id = :'clinic_id'
      ORDER BY p.full_name, p.id
 ) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8', FORCE_QUOTE ("Nombre", "Email"));
