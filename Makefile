@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: run test lint format bench bench-quick setup postgres
 
 run: setup
-	$(PY) -m patients.dev serve
+	$(PY) -m patients.ops.dev serve
 
 test: setup
 	$(PY) -m pytest

@@ -22,10 +22,10 @@ from psycopg.rows import dict_row
 from tqdm import tqdm
 
 from bench import bench_queries as bq
-from patients import demo_data
 from patients.db import apply_schema
 from patients.dui import DuiKeys
-from patients.embedded_pg import Cluster
+from patients.ops import demo_data
+from patients.ops.embedded_pg import Cluster
 from patients.repository import queries
 
 # A fixed key, so the data set is reproducible and the service started on it can open its DUIs.

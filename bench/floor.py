@@ -4,8 +4,7 @@ No Flask, no auth, no logging: what any Python service on this stack pays per re
 product's list throughput is compared with this. Not a route of the product.
 """
 
-import os
-
+from patients.config import app_settings
 from patients.db import make_pool
 from patients.repository import queries
 
@@ -13,10 +12,11 @@ BODY = b'{"ok":1}'
 
 
 def create_app():
+    settings = app_settings()
     pool = make_pool(
-        os.environ["DATABASE_URL"],
-        max_size=int(os.environ.get("POOL_MAX_SIZE", "4")),
-        timeout=float(os.environ.get("POOL_TIMEOUT", "3")),
+        settings["DATABASE_URL"],
+        max_size=settings["POOL_MAX_SIZE"],
+        timeout=settings["POOL_TIMEOUT"],
     )
 
     def app(environ, start_response):

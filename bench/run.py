@@ -25,9 +25,10 @@ from psycopg_pool import ConnectionPool
 from bench import HERE, bench_queries, dataset, load, report
 from bench.report import Row, latency_text, ms
 from bench.service import JWT_SECRET, Gunicorn
-from patients import demo_data, search
-from patients.cli import mint_token
+from patients import search
 from patients.db import make_pool
+from patients.ops import demo_data
+from patients.ops.cli import mint_token
 from patients.repository import queries
 
 RARE = dataset.RARE_SURNAME.lower().replace("ó", "o")  # typed without the accent, as people do
@@ -632,7 +633,7 @@ def measure(args, spec, cluster, layout, started) -> int:
         env = dataset.service_env(cluster.url)
         with Gunicorn("app:create_app()", env, bench.log) as server:
             context["workers"] = len(server.worker_pids())
-            context["threads"] = int(os.environ.get("GUNICORN_THREADS", "4"))
+            context["threads"] = server.threads
             with step("latency: search, pages, full record"):
                 bench.latencies(server.port, plain)
                 bench.rows.append(bench.floor_row(server.port, plain))

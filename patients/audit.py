@@ -1,10 +1,9 @@
 """Writing the audit trail: who did what to which patient, when, in the transaction that did it."""
 
-from flask import g
 from psycopg.types.json import Jsonb
 
-from patients.auth import caller
 from patients.repository import queries
+from patients.tokens import Caller
 
 ACTIONS = {
     "dui.reveal",
@@ -15,10 +14,17 @@ ACTIONS = {
 }
 
 
-def record(conn, action: str, *, patient_id: str | None = None, details: dict | None = None):
+def record(
+    conn,
+    who: Caller,
+    action: str,
+    *,
+    patient_id: str | None = None,
+    details: dict | None = None,
+    request_id: str | None = None,
+) -> None:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action}")
-    who = caller()
     queries.record_audit(
         conn,
         clinic_id=who.clinic_id,
@@ -27,5 +33,5 @@ def record(conn, action: str, *, patient_id: str | None = None, details: dict | 
         action=action,
         patient_id=patient_id,
         details=Jsonb(details or {}),
-        request_id=g.get("request_id"),
+        request_id=request_id,
     )

@@ -1,13 +1,11 @@
-"""The database life cycle in one place: the pool, the request's connection, the schema, the embedded default.
+"""The database life cycle in one place: the pool, the request's transaction, the schema.
 
 The pool is created by `create_app()`, which gunicorn calls in each worker after the fork (no
 `preload_app`), so no connection is ever shared between processes.
 """
 
-import atexit
 import contextlib
 import logging
-import os
 from pathlib import Path
 
 import click
@@ -17,33 +15,18 @@ from flask.cli import with_appcontext
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from patients.embedded_pg import project_cluster
-from patients.errors import APIError
+from patients.api.errors import unavailable
+from patients.config import POOL_MAX_SIZE, POOL_TIMEOUT
 from patients.repository import queries
 
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
 
-# Errors that mean "the database is not there right now": answered 503 with Retry-After.
-UNAVAILABLE = (PoolTimeout, psycopg.OperationalError)
 
-
-def database_url_or_embedded() -> str:
-    """DATABASE_URL, or the project's own PostgreSQL, started if it is not running."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    cluster = project_cluster()
-    if not cluster.running():
-        cluster.start()
-        # A CLI command that had to start it stops it again; gunicorn's master owns it while serving.
-        if not os.environ.get("PATIENTS_EMBEDDED_OWNED"):
-            atexit.register(cluster.stop)
-    return cluster.url
-
-
-def make_pool(url: str, *, max_size: int = 4, timeout: float = 3.0) -> ConnectionPool:
+def make_pool(
+    url: str, *, max_size: int = POOL_MAX_SIZE, timeout: float = POOL_TIMEOUT
+) -> ConnectionPool:
     pool = ConnectionPool(
         url,
         min_size=1,
@@ -56,7 +39,6 @@ def make_pool(url: str, *, max_size: int = 4, timeout: float = 3.0) -> Connectio
             "row_factory": dict_row,
             "connect_timeout": 3,
             "application_name": "patients-api",
-            # one slow statement cannot pin a worker for long
             # One slow statement cannot pin a worker for long. Custom plans always: the search
             # patterns decide whether the trigram index pays, so a generic plan would be a guess.
             "options": "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000"
@@ -69,12 +51,10 @@ def make_pool(url: str, *, max_size: int = 4, timeout: float = 3.0) -> Connectio
 
 
 def init_app(app: Flask) -> None:
-    url = app.config.get("DATABASE_URL") or database_url_or_embedded()
-    app.config["DATABASE_URL"] = url
     app.extensions["pool"] = make_pool(
-        url,
-        max_size=app.config.get("POOL_MAX_SIZE", 4),
-        timeout=app.config.get("POOL_TIMEOUT", 3.0),
+        app.config["DATABASE_URL"],
+        max_size=app.config["POOL_MAX_SIZE"],
+        timeout=app.config["POOL_TIMEOUT"],
     )
     app.cli.add_command(init_db_command)
 
@@ -89,26 +69,30 @@ def connection():
 
     Nested calls in the same request (a decorator around a view, both using the database) share
     one connection and one transaction, so an audit row and the work it records commit together.
+    A database that cannot be reached, or that drops the connection mid-request, is a 503; any
+    other database error (a statement cancelled by its timeout, a bug) is the caller's to handle.
     """
     shared = g.get("_db_conn")
     if shared is not None:
         yield shared
         return
     try:
-        with pool().connection() as conn:
-            g._db_conn = conn
-            try:
-                yield conn
-            finally:
-                g._db_conn = None
-    except UNAVAILABLE as exc:
+        conn = pool().getconn()
+    except (PoolTimeout, psycopg.OperationalError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
-        raise APIError(
-            503,
-            "SERVICE_UNAVAILABLE",
-            "The database is unreachable; try again shortly.",
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise unavailable() from exc
+    g._db_conn = conn
+    try:
+        with conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        if not conn.broken:
+            raise
+        log.warning("database connection lost: %s", type(exc).__name__)
+        raise unavailable() from exc
+    finally:
+        g._db_conn = None
+        pool().putconn(conn)
 
 
 def apply_schema(conn: psycopg.Connection) -> None:

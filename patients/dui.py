@@ -1,4 +1,5 @@
-"""The DUI (Salvadoran national ID): normalised, encrypted at rest, revealed only through @reveals_dui.
+"""The DUI (Salvadoran national ID): normalised and encrypted at rest. Who may see it in clear is
+decided in one place, the web layer's @reveals_dui (patients/api/auth.py).
 
 Encryption is AES-256-GCM with a fresh 96-bit nonce per value. The associated data binds the
 ciphertext to its clinic, its patient and its key, so a value copied to another row, another clinic
@@ -10,7 +11,6 @@ DUI_KEYS lists keys newest first: the newest encrypts, all of them decrypt, and
 
 import base64
 import binascii
-import functools
 import hashlib
 import logging
 import os
@@ -18,10 +18,6 @@ import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import current_app
-
-from patients import audit, db
-from patients.auth import caller
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +87,3 @@ class DuiKeys:
             log.warning("DUI of patient %s failed authentication (copied or tampered)", patient_id)
             return None
         return clear
-
-
-def keys() -> DuiKeys:
-    return current_app.extensions["dui_keys"]
-
-
-def reveals_dui(view):
-    """The one place that decides who sees a clear DUI.
-
-    The view returns the record as a dict carrying `id`, `dui_ciphertext` and `dui_key_id`. An
-    admin gets `dui` in clear and an audit row is written in the same transaction as the read;
-    anyone else gets `dui: null`. The ciphertext never leaves this function.
-    """
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        with db.connection() as conn:
-            record = view(*args, **kwargs)
-            ciphertext = record.pop("dui_ciphertext", None)
-            key_id = record.pop("dui_key_id", None)
-            record["dui"] = None
-            if caller().role == "admin" and ciphertext is not None:
-                # The clinic comes from the token, never from the row: a value copied across
-                # clinics cannot open here.
-                clear = keys().decrypt(caller().clinic_id, record["id"], ciphertext, key_id)
-                if clear is not None:
-                    audit.record(conn, "dui.reveal", patient_id=record["id"])
-                    record["dui"] = clear
-        return record
-
-    wrapper.reveals_dui = True
-    return wrapper

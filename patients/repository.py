@@ -28,8 +28,9 @@ KINDS = {"one", "many", "scalar", "exec", "execrows", "sql"}
 
 
 class Query:
-    def __init__(self, name: str, kind: str, sql: str, source: str):
+    def __init__(self, name: str, kind: str, sql: str, source: str, doc: str = ""):
         self.name, self.kind, self.sql, self.source = name, kind, sql, source
+        self.__doc__ = doc  # the comment lines under the name line, as aiosql keeps them
 
     def __call__(self, conn: psycopg.Connection, **params):
         if self.kind == "sql":
@@ -51,21 +52,25 @@ class Query:
 
 
 def parse(text: str, source: str) -> list[Query]:
-    found, name, kind, lines = [], None, None, []
+    found, name, kind, lines, doc = [], None, None, [], []
 
     def flush():
         sql = "\n".join(lines).strip().rstrip(";").strip()
         if name and sql:
-            found.append(Query(name, kind, sql, source))
+            found.append(Query(name, kind, sql, source, "\n".join(doc)))
 
     for line in text.splitlines():
-        match = NAME_LINE.match(line.strip())
+        stripped = line.strip()
+        match = NAME_LINE.match(stripped)
         if match:
             flush()
-            name, kind, lines = match["name"], match["kind"], []
+            name, kind, lines, doc = match["name"], match["kind"], [], []
             if kind not in KINDS:
                 raise ValueError(f"{source}: query {name} has unknown kind :{kind}")
-        elif name and not line.strip().startswith("--"):
+        elif name and stripped.startswith("--"):
+            if not lines:  # comments before the SQL are the query's docstring
+                doc.append(stripped.removeprefix("--").strip())
+        elif name:
             lines.append(line)
     flush()
     return found
@@ -78,9 +83,6 @@ class Queries:
                 if hasattr(self, query.name):
                     raise ValueError(f"query {query.name} is defined twice ({path.name})")
                 setattr(self, query.name, query)
-
-    def names(self) -> list[str]:
-        return sorted(k for k, v in vars(self).items() if isinstance(v, Query))
 
 
 queries = Queries()

@@ -1,36 +1,22 @@
-"""Fixtures: one throwaway PostgreSQL per test session, the app, and helpers that keep tests short.
+"""Fixtures: one throwaway PostgreSQL per test session, the app, a client, clinics to call it as.
 
 Every test makes its own clinics, so tests never see each other's rows and need no cleanup.
-Set TEST_DATABASE_URL to run against an existing (disposable!) database instead.
+Set TEST_DATABASE_URL to run against an existing (disposable!) database instead. The helpers
+that keep tests short live in tests/helpers.py; the live gunicorn in tests/live.py.
 """
 
-import base64
-import datetime as dt
-import io
 import os
-import uuid
 
-import jwt
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from app import create_app
 from patients.db import apply_schema
-from patients.dui import DuiKeys, normalise_dui
-from patients.embedded_pg import throwaway_cluster
+from patients.dui import DuiKeys
+from tests.helpers import DUI_KEY, JWT_SECRET, OLD_DUI_KEY, Clinic, database_cluster
 
-JWT_SECRET = "test-secret-" + "x" * 40
-DUI_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
-OLD_DUI_KEY = base64.urlsafe_b64encode(b"o" * 32).decode()
-
-
-def database_cluster(prefix: str = "pgt-"):
-    """A throwaway PostgreSQL with the schema applied; the caller destroys it."""
-    cluster = throwaway_cluster(prefix)
-    with psycopg.connect(cluster.url) as conn:
-        apply_schema(conn)
-    return cluster
+pytest_plugins = ["tests.live"]
 
 
 @pytest.fixture(scope="session")
@@ -79,105 +65,6 @@ def sql(database_url):
     """A direct connection for arranging data and checking what was written (autocommit)."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
-
-
-# The list item's fields (the contract's GET /api/patients shape); never the DUI or the notes.
-LIST_ITEM_FIELDS = {
-    "id",
-    "full_name",
-    "phone",
-    "email",
-    "no_show_count",
-    "is_blocked",
-    "created_at",
-}
-
-
-def post_csv(client, clinic, data, *, filename="pacientes.csv", query="", role="staff"):
-    """POST a CSV (str or bytes) to the import as the clinic's user, the way curl -F file=@… does."""
-    if isinstance(data, str):
-        data = data.encode()
-    return client.post(
-        f"/api/patients/import{query}",
-        headers=clinic.headers(role),
-        data={"file": (io.BytesIO(data), filename)},
-        content_type="multipart/form-data",
-    )
-
-
-def imported(response):
-    assert response.status_code == 200, response.get_json()
-    return response.json
-
-
-def make_token(clinic_id, role="staff", sub="user-1", secret=JWT_SECRET, expires_in=3600, **claims):
-    now = dt.datetime.now(dt.UTC)
-    payload = {
-        "sub": sub,
-        "exp": now + dt.timedelta(seconds=expires_in),
-        "app_metadata": {"clinic_id": str(clinic_id), "role": role},
-        **claims,
-    }
-    return jwt.encode(payload, secret, algorithm="HS256")
-
-
-class Clinic:
-    """A clinic made for one test, with helpers to add rows and to call the API as its users."""
-
-    def __init__(self, sql, keys, plan="pro", country_code="SV", timezone="America/El_Salvador"):
-        self.sql, self.keys = sql, keys
-        row = sql.execute(
-            "INSERT INTO clinics (name, plan, country_code, timezone) VALUES (%s, %s, %s, %s) "
-            "RETURNING id::text",
-            (f"Clínica {uuid.uuid4().hex[:6]}", plan, country_code, timezone),
-        ).fetchone()
-        self.id = row["id"]
-
-    def headers(self, role="staff", sub="user-1"):
-        return {"Authorization": f"Bearer {make_token(self.id, role, sub)}"}
-
-    def add_patient(self, full_name="Juan Pérez", phone="+50377654321", dui=None, **fields):
-        patient_id = fields.pop("id", None) or str(uuid.uuid4())
-        ciphertext = key_id = None
-        if dui is not None:
-            ciphertext, key_id = self.keys.encrypt(self.id, patient_id, normalise_dui(dui))
-        columns = {
-            "id": patient_id,
-            "clinic_id": self.id,
-            "full_name": full_name,
-            "phone": phone,
-            "dui_ciphertext": ciphertext,
-            "dui_key_id": key_id,
-            **fields,
-        }
-        names = ", ".join(columns)
-        marks = ", ".join(["%s"] * len(columns))
-        self.sql.execute(f"INSERT INTO patients ({names}) VALUES ({marks})", list(columns.values()))
-        return patient_id
-
-    def add_doctor(self, full_name="Dra. Ana Gómez", specialty="Pediatría"):
-        return self.sql.execute(
-            "INSERT INTO doctors (clinic_id, full_name, specialty) VALUES (%s, %s, %s) RETURNING id::text",
-            (self.id, full_name, specialty),
-        ).fetchone()["id"]
-
-    def add_appointment(self, patient_id, doctor_id, date, time="09:00", status="confirmed"):
-        return self.sql.execute(
-            "INSERT INTO appointments (clinic_id, patient_id, doctor_id, appointment_date, start_time, status) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id::text",
-            (self.id, patient_id, doctor_id, date, time, status),
-        ).fetchone()["id"]
-
-    def patients(self):
-        return self.sql.execute(
-            "SELECT * FROM patients WHERE clinic_id = %s ORDER BY phone", (self.id,)
-        ).fetchall()
-
-    def audit(self, action=None):
-        return self.sql.execute(
-            "SELECT * FROM audit_log WHERE clinic_id = %s AND (%s::text IS NULL OR action = %s) ORDER BY id",
-            (self.id, action, action),
-        ).fetchall()
 
 
 @pytest.fixture

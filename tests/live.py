@@ -1,11 +1,10 @@
-"""A live gunicorn for tests that need the real server (fuzzing, load, outages, killed workers).
+"""A live gunicorn, run as in production (gunicorn.conf.py), for tests and the bench.
 
-    from tests.live import live_server  # noqa: F401  (the module-scoped fixture)
-
-or `with LiveServer(config) as server: ...` for a server of one's own (another database, other
-timeouts). It binds 127.0.0.1 on a free port, has no control socket, reads DATABASE_URL,
-JWT_SECRET and DUI_KEYS from the test config, writes its output to a log file the test can read,
-and is always stopped.
+A pytest plugin (tests/conftest.py lists it in `pytest_plugins`): the module-scoped `live_server`
+fixture serves the test database. `with LiveServer(config) as server: ...` gives a server of one's
+own (another database, other timeouts), and `LiveServer(app="bench.floor:create_app()",
+env={...})` serves any WSGI target (the bench's floors). It binds 127.0.0.1 on a free port, has
+no control socket, writes its output to a log file, and is always stopped.
 """
 
 import http.client
@@ -32,30 +31,37 @@ def free_port() -> int:
 
 class LiveServer:
     def __init__(
-        self, config: dict, *, workers: int = 2, threads: int = 4, env: dict | None = None
+        self,
+        config: dict | None = None,
+        *,
+        app: str = "app:create_app()",
+        workers: int = 2,
+        threads: int = 4,
+        env: dict | None = None,
+        log_path: Path | None = None,
     ):
-        self.config = config
+        self.app = app
         self.workers, self.threads = workers, threads
-        self.extra_env = env or {}
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if config is not None:
+            self.env |= {
+                "DATABASE_URL": config["DATABASE_URL"],
+                "JWT_SECRET": config["JWT_SECRET"],
+                "DUI_KEYS": config["DUI_KEYS"],
+                "POOL_MAX_SIZE": str(config.get("POOL_MAX_SIZE", 4)),
+            }
+        self.env |= {"WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads)}
+        self.env |= env or {}
+        self.env.pop("GUNICORN_CONTROL_SOCKET", None)
         self.port = free_port()
         self.host = "127.0.0.1"
         self.url = f"http://{self.host}:{self.port}"
-        self.log_path = Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
+        self.own_log = log_path is None
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> "LiveServer":
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.config["DATABASE_URL"],
-            "JWT_SECRET": self.config["JWT_SECRET"],
-            "DUI_KEYS": self.config["DUI_KEYS"],
-            "POOL_MAX_SIZE": str(self.config.get("POOL_MAX_SIZE", 4)),
-            "WEB_CONCURRENCY": str(self.workers),
-            "GUNICORN_THREADS": str(self.threads),
-            "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
-        }
-        env.pop("GUNICORN_CONTROL_SOCKET", None)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -67,33 +73,37 @@ class LiveServer:
                     "--bind",
                     f"{self.host}:{self.port}",
                     "--no-control-socket",
-                    "app:create_app()",
+                    self.app,
                 ],
                 cwd=ROOT,
-                env=env,
+                env=self.env,
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT,  # one JSON line per request: never a pipe nobody reads
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited early:\n{self.log()[-3000:]}")
-            try:
-                if self.request("GET", "/healthz", timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
+            # Every worker up and answering, so none is still importing during a measurement.
+            if len(self.worker_pids()) >= self.workers and self.answers():
+                return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gunicorn did not become ready:\n{self.log()[-3000:]}")
+
+    def answers(self) -> bool:
+        try:
+            return self.request("GET", "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=15)
+            self.process.wait(timeout=25)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=5)
@@ -103,7 +113,8 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-        self.log_path.unlink(missing_ok=True)
+        if self.own_log:
+            self.log_path.unlink(missing_ok=True)
 
     # -- helpers -------------------------------------------------------------------------
     def log(self) -> str:
@@ -111,19 +122,20 @@ class LiveServer:
 
     def worker_pids(self) -> list[int]:
         """The worker processes: children of the gunicorn master."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # Field 4 (after the parenthesised command, which may hold spaces) is the parent pid.
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == self.process.pid:
-                pids.append(int(entry.name))
-        return sorted(pids)
+        if self.process is None:
+            return []
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return sorted(int(pid) for pid in children.read_text().split())
+        except OSError:
+            return []
+
+    def peak_rss_mb(self) -> float:
+        """The largest VmHWM (peak resident memory since start) among the workers, in MB."""
+        return max((status_kb(pid, "VmHWM") for pid in self.worker_pids()), default=0) / 1024
+
+    def workers_rss_mb(self) -> float:
+        return max((status_kb(pid, "VmRSS") for pid in self.worker_pids()), default=0) / 1024
 
     def request(self, method, path, body=None, headers=None, timeout=10.0):
         """(status, headers as a dict with lower-case names, body bytes) over a fresh connection."""
@@ -142,6 +154,17 @@ class LiveServer:
     def json(self, method, path, body=None, headers=None, timeout=10.0):
         status, heads, raw = self.request(method, path, body, headers, timeout)
         return status, heads, json.loads(raw) if raw else None
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A /proc/<pid>/status figure in kB (VmHWM, VmRSS), or 0 for a process that is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def report(request, line: str) -> None:

@@ -7,7 +7,7 @@ import json
 import jwt
 import pytest
 
-from tests.conftest import JWT_SECRET, make_token
+from tests.helpers import JWT_SECRET, make_token
 
 URL = "/api/patients"
 

@@ -7,8 +7,6 @@ import socket
 
 import pytest
 
-from tests.live import live_server  # noqa: F401
-
 ERROR_KEYS = {"code", "message", "details"}
 
 
@@ -225,7 +223,7 @@ def status_of(raw: bytes) -> int:
 
 
 @pytest.mark.slow
-def test_oversized_request_line_and_headers_are_refused_by_gunicorn(live_server, make_clinic):  # noqa: F811
+def test_oversized_request_line_and_headers_are_refused_by_gunicorn(live_server, make_clinic):
     clinic = make_clinic()
     auth = clinic.headers()["Authorization"]
     cases = [
@@ -253,7 +251,7 @@ def test_oversized_request_line_and_headers_are_refused_by_gunicorn(live_server,
 
 
 @pytest.mark.slow
-def test_raw_invalid_utf8_through_gunicorn(live_server, make_clinic):  # noqa: F811
+def test_raw_invalid_utf8_through_gunicorn(live_server, make_clinic):
     clinic = make_clinic()
     auth = clinic.headers()["Authorization"]
     for target in (

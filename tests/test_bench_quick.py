@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from patients.embedded_pg import Cluster
+from patients.ops.embedded_pg import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ import psycopg
 import pytest
 
 from patients.dui import DuiKeys, normalise_dui
-from patients.key_rotation import rotate
-from tests.conftest import DUI_KEY, OLD_DUI_KEY
+from patients.ops.key_rotation import rotate
+from tests.helpers import DUI_KEY, OLD_DUI_KEY
 
 DUI = "12345678-9"
 

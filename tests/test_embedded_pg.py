@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from patients.embedded_pg import Cluster
+from patients.ops.embedded_pg import Cluster
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to the postgres user")

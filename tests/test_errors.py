@@ -4,7 +4,7 @@ import pytest
 from flask import Blueprint
 
 from app import create_app
-from patients.auth import require_role
+from patients.api.auth import require_role
 
 
 def assert_error(response, status, code):
@@ -40,7 +40,7 @@ def test_bug_is_json_500_without_details(config):
     try:
         import uuid
 
-        from tests.conftest import make_token
+        from tests.helpers import make_token
 
         token = make_token(str(uuid.uuid4()), "staff")
         response = app.test_client().get(

@@ -21,8 +21,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from patients import docs
-from tests.live import live_server, report  # noqa: F401
+from patients.api import docs
+from tests.live import report
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def identities(make_clinic_for_module):
 
 @pytest.fixture(scope="module")
 def make_clinic_for_module(sql, app):
-    from tests.conftest import Clinic
+    from tests.helpers import Clinic
 
     keys = app.extensions["dui_keys"]
     return lambda **kwargs: Clinic(sql, keys, **kwargs)
@@ -86,7 +86,7 @@ CASES = sorted(
 # schemathesis's own pytest integration (`from_fixture`) does not run under pytest 9, so each
 # operation's strategy drives a plain hypothesis test.
 @pytest.mark.parametrize(("label", "mode"), CASES, ids=[f"{c[0]}-{c[1].value}" for c in CASES])
-def test_api_answers_as_described(label, mode, live_server, identities):  # noqa: F811
+def test_api_answers_as_described(label, mode, live_server, identities):
     operation = OPERATIONS[label]
 
     @settings(
@@ -119,7 +119,7 @@ def send_as_everyone(case, server, identities):
             case.validate_response(response, checks=CHECKS)
 
 
-def test_a_tenant_token_is_really_used(live_server, identities):  # noqa: F811
+def test_a_tenant_token_is_really_used(live_server, identities):
     """The fuzzing above would be hollow if its tokens were refused: they are not."""
     for name, headers, patient_id in identities:
         status, _, body = live_server.json("GET", f"/api/patients/{patient_id}", headers=headers)

@@ -7,8 +7,6 @@ import uuid
 
 import pytest
 
-from tests.live import live_server  # noqa: F401
-
 DUI = "04567891-2"
 PHONE = "+50377651234"
 
@@ -64,7 +62,7 @@ def log_lines(server, marker):
 
 
 @pytest.mark.slow
-def test_logs_carry_no_dui_token_or_phone(live_server, make_clinic):  # noqa: F811
+def test_logs_carry_no_dui_token_or_phone(live_server, make_clinic):
     clinic = make_clinic()
     patient = clinic.add_patient("Log Limpio", PHONE, dui=DUI)
     headers = clinic.headers("admin")

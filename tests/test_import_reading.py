@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from tests.conftest import imported, post_csv
+from tests.helpers import imported, post_csv
 
 
 def invalid_csv(response):
@@ -225,7 +225,7 @@ def test_template_needs_a_token(client):
 
 
 def test_oversized_body_is_413_and_discarding_it_is_bounded(client, clinic, monkeypatch):
-    from patients import imports
+    from patients.api import imports
 
     too_big = b"x" * (client.application.config["MAX_CONTENT_LENGTH"] + 1)
     response = post_csv(client, clinic, too_big)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from app import create_app
 from patients.repository import queries
-from tests.conftest import imported, post_csv
+from tests.helpers import imported, post_csv
 
 
 def invalid_rows(response):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.live import live_server, report  # noqa: F401
+from tests.live import report
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def test_load_is_held_without_errors(live_server, make_clinic, sql, request):  # noqa: F811
+def test_load_is_held_without_errors(live_server, make_clinic, sql, request):
     clinic = make_clinic()
     rows = [
         (clinic.id, f"{random.choice(NAMES)} {random.choice(NAMES)} {i}", f"+5037{i:07d}")

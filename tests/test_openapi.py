@@ -10,8 +10,6 @@ import tempfile
 import pytest
 from openapi_spec_validator import validate
 
-from tests.live import live_server  # noqa: F401
-
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 CHROMIUM = "/usr/bin/chromium"
 
@@ -137,7 +135,7 @@ def test_docs_page_uses_only_our_own_assets(client):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs /usr/bin/chromium")
-def test_docs_page_renders_in_chromium(live_server):  # noqa: F811
+def test_docs_page_renders_in_chromium(live_server):
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
         result = subprocess.run(

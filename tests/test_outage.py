@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.conftest import Clinic, database_cluster
+from tests.helpers import Clinic, database_cluster
 from tests.live import LiveServer, report
 
 pytestmark = pytest.mark.slow

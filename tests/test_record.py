@@ -7,7 +7,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.conftest import LIST_ITEM_FIELDS
+from tests.helpers import LIST_ITEM_FIELDS
 
 
 def url(patient_id):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from patients import search
 from patients.repository import queries
-from tests.conftest import LIST_ITEM_FIELDS, make_token
+from tests.helpers import LIST_ITEM_FIELDS, make_token
 
 URL = "/api/patients"
 

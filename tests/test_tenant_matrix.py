@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from patients import docs
+from patients.api import docs
 
 METHODS = ("get", "post", "put", "patch", "delete")
 NOWHERE = "Nadie Inexistente Zqx"

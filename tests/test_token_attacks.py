@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.conftest import JWT_SECRET, make_token
+from tests.helpers import JWT_SECRET, make_token
 
 URL = "/api/patients"
 

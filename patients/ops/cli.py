@@ -11,7 +11,8 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from patients import db, demo_data, dui, key_rotation
+from patients import db, dui
+from patients.ops import demo_data, key_rotation
 from patients.repository import queries
 
 DEMO_CLINIC = "Clínica Demo San Salvador"
@@ -70,7 +71,7 @@ def seed_demo_command(count, seed):
     Prints the clinic id. Running it again reuses the clinic it made the first time.
     """
     with db.pool().connection() as conn:
-        click.echo(seed_demo_clinic(conn, dui.keys(), count, seed))
+        click.echo(seed_demo_clinic(conn, current_app.extensions["dui_keys"], count, seed))
 
 
 def seed_demo_clinic(conn, keys: dui.DuiKeys, count: int = 3000, seed: int = 7) -> str:

@@ -2,7 +2,8 @@
 
 import re
 
-from patients.errors import not_found, validation_error
+from patients.api.errors import not_found, validation_error
+from patients.messages import N_
 
 MAX_TERM_LENGTH = 100
 # ASCII only: int() would also take `٣`, `1_000` or ` 7 `, which no client means to send.
@@ -15,11 +16,14 @@ def integer(args, field: str, default: int, minimum: int, maximum: int | None = 
     if raw is None or raw == "":
         return default
     if not WHOLE_NUMBER.fullmatch(raw):
-        raise validation_error(field, "must be a whole number")
+        raise validation_error(field, N_("must be a whole number"))
     value = int(raw)
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-        raise validation_error(field, f"must be {bounds}")
+    if maximum is not None and not minimum <= value <= maximum:
+        raise validation_error(
+            field, N_("must be from %(minimum)d to %(maximum)d"), minimum=minimum, maximum=maximum
+        )
+    if value < minimum:
+        raise validation_error(field, N_("must be at least %(minimum)d"), minimum=minimum)
     return value
 
 
@@ -32,7 +36,7 @@ def boolean(args, field: str) -> bool | None:
         return True
     if lowered in ("false", "0", "no"):
         return False
-    raise validation_error(field, "must be true or false")
+    raise validation_error(field, N_("must be true or false"))
 
 
 def text(args, field: str, max_length: int = MAX_TERM_LENGTH) -> str | None:
@@ -41,9 +45,11 @@ def text(args, field: str, max_length: int = MAX_TERM_LENGTH) -> str | None:
     if raw is None:
         return None
     if "\x00" in raw:
-        raise validation_error(field, "must not contain NUL characters")
+        raise validation_error(field, N_("must not contain NUL characters"))
     if len(raw) > max_length:
-        raise validation_error(field, f"must be at most {max_length} characters")
+        raise validation_error(
+            field, N_("must be at most %(maximum)d characters"), maximum=max_length
+        )
     return raw.strip() or None
 
 

@@ -15,13 +15,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from patients.config import embedded_settings
+
 SOCKET_PORT = 5432  # only names the socket file; no TCP port is opened
 
 
 def find_bindir() -> Path:
     """Where initdb/pg_ctl live: $PG_BINDIR, the PATH, or Debian's newest /usr/lib/postgresql/N/bin."""
-    if os.environ.get("PG_BINDIR"):
-        return Path(os.environ["PG_BINDIR"])
+    configured = embedded_settings()["bindir"]
+    if configured:
+        return Path(configured)
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
     )
@@ -179,9 +182,10 @@ def project_cluster() -> Cluster:
     As root in a checkout the `postgres` user cannot reach (a clone under /root, mode 0700), the
     data goes to /var/lib/patients-api/<checkout hash>/ instead, and we say so.
     """
-    root = Path(__file__).resolve().parent.parent
-    cluster = Cluster(os.environ.get("PGDATA_DIR") or root / ".pgdata")
-    if not os.environ.get("PGDATA_DIR") and not cluster.reachable():
+    root = Path(__file__).resolve().parents[2]
+    configured = embedded_settings()["datadir"]
+    cluster = Cluster(configured or root / ".pgdata")
+    if not configured and not cluster.reachable():
         digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
         fallback = Path("/var/lib/patients-api") / digest / "pgdata"
         fallback.parent.mkdir(parents=True, exist_ok=True)
@@ -191,3 +195,18 @@ def project_cluster() -> Cluster:
         )
         cluster = Cluster(fallback)
     return cluster
+
+
+def start_embedded(say=None) -> tuple[str, Cluster | None]:
+    """The embedded default, the one place it is started: (its URL, the cluster if we started it).
+
+    Whoever gets a cluster back started it and stops it when done (gunicorn's master on exit,
+    `make run` on Ctrl-C, a CLI command at its end); None means it was already running.
+    """
+    cluster = project_cluster()
+    if cluster.running():
+        return cluster.url, None
+    if say is not None:
+        say(f"starting the embedded PostgreSQL in {cluster.datadir}")
+    cluster.start()
+    return cluster.url, cluster

@@ -9,6 +9,7 @@ Once it reports nothing left, the older keys can be dropped from DUI_KEYS.
 from dataclasses import dataclass
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from psycopg_pool import ConnectionPool
 from tqdm import tqdm
@@ -70,7 +71,7 @@ def rotate(
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
 def rotate_dui_keys_command(batch_size):
     """Re-encrypt every DUI under the newest key of DUI_KEYS (safe to interrupt and rerun)."""
-    keys = dui.keys()
+    keys = current_app.extensions["dui_keys"]
     with db.pool().connection() as conn:
         total = queries.count_duis_to_rotate(conn, newest_key_id=keys.newest_id)
     with tqdm(total=total, desc="re-encrypting DUIs", unit="DUI") as bar:

@@ -1,6 +1,6 @@
 """GET /api/openapi.json (the OpenAPI 3.1 description) and GET /api/docs (Swagger UI over it).
 
-The description is written by hand, one fragment per endpoint group in patients/apispec/*.json
+The description is written by hand, one fragment per endpoint group in patients/api/apispec/*.json
 (base.json holds info, security and the shared components), and merged once at first use.
 tests/test_openapi.py fails when a route and the description disagree.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, jsonify, send_from_directory
 
-from patients.auth import public
+from patients.api.auth import public
 
 bp = Blueprint("docs", __name__, url_prefix="/api")
 

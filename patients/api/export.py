@@ -11,9 +11,11 @@ from collections.abc import Iterator
 import psycopg
 from flask import Blueprint, Response, request, stream_with_context
 
-from patients import audit, db, search, validation
-from patients.auth import caller, require_plan, require_role
-from patients.errors import validation_error
+from patients import db, search
+from patients.api import params
+from patients.api.auth import caller, record, require_plan, require_role
+from patients.api.errors import validation_error
+from patients.messages import N_
 from patients.repository import queries
 
 log = logging.getLogger(__name__)
@@ -30,20 +32,18 @@ CHUNK_BYTES = 64 * 1024
 HEADERS = {
     "Content-Type": "text/csv; charset=utf-8",
     "Content-Disposition": 'attachment; filename="pacientes.csv"',
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
 }
 
 
 @bp.get("/export")
 @require_role("admin", "staff")
-@require_plan("pro", "Exporting patients requires the Pro plan.")
+@require_plan("pro", N_("Exporting patients requires the Pro plan."))
 def export_patients():
-    term = validation.text(request.args, "search")
-    blocked = validation.boolean(request.args, "blocked")
+    term = params.text(request.args, "search")
+    blocked = params.boolean(request.args, "blocked")
     delimiter = delimiter_name(request.args)
 
-    params = {
+    arguments = {
         "clinic_id": caller().clinic_id,
         "blocked": blocked,
         "delimiter": DELIMITERS[delimiter],
@@ -53,7 +53,7 @@ def export_patients():
     if request.method == "HEAD":
         # No COPY, no audit row: no data leaves. An iterator, so no misleading Content-Length: 0.
         return Response(iter(()), headers=HEADERS)
-    chunks = csv_chunks(params, filters)
+    chunks = csv_chunks(arguments, filters)
     # Run up to the header line here: a database that is away is still a JSON 503, not a
     # 200 that breaks off.
     first = next(chunks)
@@ -65,11 +65,11 @@ def delimiter_name(args) -> str:
     if raw is None or raw == "":
         return "comma"
     if raw not in DELIMITERS:
-        raise validation_error("delimiter", "must be comma or semicolon")
+        raise validation_error("delimiter", N_("must be comma or semicolon"))
     return raw
 
 
-def csv_chunks(params: dict, filters: dict) -> Iterator[bytes]:
+def csv_chunks(arguments: dict, filters: dict) -> Iterator[bytes]:
     """The file: BOM and header line first, then the rows in chunks; the audit row last.
 
     The audit row says how many rows went out and whether the file was complete. A client that
@@ -83,7 +83,7 @@ def csv_chunks(params: dict, filters: dict) -> Iterator[bytes]:
         try:
             # A savepoint: a cancelled COPY is undone alone, and the audit row can still commit.
             with conn.transaction(), conn.cursor() as cursor:
-                with cursor.copy(queries.export_patients(conn), params) as copy:
+                with cursor.copy(queries.export_patients(conn), arguments) as copy:
                     header = BOM + bytes(copy.read())
                     started = True
                     yield header
@@ -107,7 +107,7 @@ def csv_chunks(params: dict, filters: dict) -> Iterator[bytes]:
 
 
 def record_export(conn, rows: int, complete: bool, filters: dict) -> None:
-    audit.record(conn, "patients.export", details={"rows": rows, "complete": complete, **filters})
+    record(conn, "patients.export", details={"rows": rows, "complete": complete, **filters})
 
 
 def batches(copy) -> Iterator[tuple[bytes, int]]:

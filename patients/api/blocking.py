@@ -2,9 +2,11 @@
 
 from flask import Blueprint, Response, request
 
-from patients import audit, db, validation
-from patients.auth import caller, require_role
-from patients.errors import not_found, validation_error
+from patients import db
+from patients.api import params
+from patients.api.auth import caller, record, require_role
+from patients.api.errors import not_found, validation_error
+from patients.messages import N_
 from patients.repository import queries
 
 bp = Blueprint("blocking", __name__, url_prefix="/api/patients")
@@ -16,7 +18,7 @@ FIELDS = {"blocked", "reason"}
 @bp.patch("/<patient_id>/block")
 @require_role("admin", "staff")
 def set_blocked(patient_id):
-    patient_id = validation.patient_id(patient_id)
+    patient_id = params.patient_id(patient_id)
     blocked, reason = read_body()
     clinic_id = caller().clinic_id
     with db.connection() as conn:
@@ -33,7 +35,7 @@ def set_blocked(patient_id):
             )
         # Only a change is audited: repeating the current value (a double click) changes nothing.
         if row["was_blocked"] != blocked:
-            audit.record(
+            record(
                 conn,
                 "patient.block" if blocked else "patient.unblock",
                 patient_id=patient_id,
@@ -51,22 +53,24 @@ def read_body() -> tuple[bool, str | None]:
     """{"blocked": <boolean>, "reason": <optional string>}, nothing else."""
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
-        raise validation_error("body", 'must be a JSON object like {"blocked": true}')
+        raise validation_error("body", N_('must be a JSON object like {"blocked": true}'))
     for field in body:
         if field not in FIELDS:
-            raise validation_error(str(field)[:100], "is not a known field")
+            raise validation_error(str(field)[:100], N_("is not a known field"))
     if "blocked" not in body:
-        raise validation_error("blocked", "is required")
+        raise validation_error("blocked", N_("is required"))
     blocked = body["blocked"]
     if not isinstance(blocked, bool):
-        raise validation_error("blocked", "must be true or false")
+        raise validation_error("blocked", N_("must be true or false"))
     reason = body.get("reason")
     if reason is not None:
         if not isinstance(reason, str):
-            raise validation_error("reason", "must be a string")
+            raise validation_error("reason", N_("must be a string"))
         if "\x00" in reason:
-            raise validation_error("reason", "must not contain NUL characters")
+            raise validation_error("reason", N_("must not contain NUL characters"))
         if len(reason) > MAX_REASON_LENGTH:
-            raise validation_error("reason", f"must be at most {MAX_REASON_LENGTH} characters")
+            raise validation_error(
+                "reason", N_("must be at most %(maximum)d characters"), maximum=MAX_REASON_LENGTH
+            )
         reason = reason.strip() or None
     return blocked, reason

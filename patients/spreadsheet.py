@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from patients.errors import APIError
+from patients.messages import N_, Rejected
 
 FIELDS = ("name", "phone", "email", "dui")
 REQUIRED = ("name", "phone")
@@ -37,15 +37,48 @@ SEP_LINE = re.compile(r'"?sep=(.)"?[ \t]*(?:\r\n|\n|\r|$)', re.IGNORECASE)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 # Signatures of files people upload instead of a CSV, with what to do about it.
 NOT_CSV = (
-    (b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip file"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)"),
-    (b"%PDF", "a PDF document"),
+    (
+        b"PK\x03\x04",
+        N_(
+            "The file is an Excel workbook (.xlsx) or another zip file, not a CSV. Save it from "
+            "the spreadsheet as CSV (File > Save As > CSV UTF-8) and upload that."
+        ),
+    ),
+    (
+        b"\xd0\xcf\x11\xe0",
+        N_(
+            "The file is an old Excel workbook (.xls), not a CSV. Save it from the spreadsheet as "
+            "CSV (File > Save As > CSV UTF-8) and upload that."
+        ),
+    ),
+    (
+        b"%PDF",
+        N_(
+            "The file is a PDF document, not a CSV. Save it from the spreadsheet as CSV "
+            "(File > Save As > CSV UTF-8) and upload that."
+        ),
+    ),
 )
-SAVE_AS_CSV = "Save it from the spreadsheet as CSV (File > Save As > CSV UTF-8) and upload that."
 
 
-def invalid_csv(message: str, details=None) -> APIError:
-    return APIError(400, "INVALID_CSV", message, details)
+def invalid_csv(message: str, details=None, **params) -> Rejected:
+    return Rejected("INVALID_CSV", message, details, **params)
+
+
+MISSING_COLUMNS = {
+    ("name",): N_(
+        "The header has no name column. Expected a header line such as "
+        "Nombre,Teléfono,Email,DUI; found: %(found)s."
+    ),
+    ("phone",): N_(
+        "The header has no phone column. Expected a header line such as "
+        "Nombre,Teléfono,Email,DUI; found: %(found)s."
+    ),
+    ("name", "phone"): N_(
+        "The header has no name and no phone column. Expected a header line such as "
+        "Nombre,Teléfono,Email,DUI; found: %(found)s."
+    ),
+}
 
 
 @dataclass
@@ -56,17 +89,22 @@ class Sheet:
 
 
 def decode(data: bytes) -> str:
-    for magic, what in NOT_CSV:
+    for magic, message in NOT_CSV:
         if data.startswith(magic):
-            raise invalid_csv(f"The file is {what}, not a CSV. {SAVE_AS_CSV}")
+            raise invalid_csv(message)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             text = data.decode("utf-16")
         except UnicodeDecodeError:
-            raise invalid_csv("The file says it is UTF-16 but is not readable as such.") from None
+            raise invalid_csv(
+                N_("The file says it is UTF-16 but is not readable as such.")
+            ) from None
     elif b"\x00" in data:
         raise invalid_csv(
-            f"The file contains NUL bytes: it is a binary file, not a CSV. {SAVE_AS_CSV}"
+            N_(
+                "The file contains NUL bytes: it is a binary file, not a CSV. Save it from the "
+                "spreadsheet as CSV (File > Save As > CSV UTF-8) and upload that."
+            )
         )
     else:
         try:
@@ -77,13 +115,21 @@ def decode(data: bytes) -> str:
                 text = data.removeprefix(b"\xef\xbb\xbf").decode("cp1252")
             except UnicodeDecodeError:
                 raise invalid_csv(
-                    "The file is neither UTF-8 nor Windows-1252 text. " + SAVE_AS_CSV
+                    N_(
+                        "The file is neither UTF-8 nor Windows-1252 text. Save it from the "
+                        "spreadsheet as CSV (File > Save As > CSV UTF-8) and upload that."
+                    )
                 ) from None
     text = text.removeprefix("\ufeff")
     if "\x00" in text:
-        raise invalid_csv(f"The file contains NUL characters: it is not a CSV. {SAVE_AS_CSV}")
+        raise invalid_csv(
+            N_(
+                "The file contains NUL characters: it is not a CSV. Save it from the "
+                "spreadsheet as CSV (File > Save As > CSV UTF-8) and upload that."
+            )
+        )
     if not text.strip():
-        raise invalid_csv("The file is empty.")
+        raise invalid_csv(N_("The file is empty."))
     return text
 
 
@@ -122,17 +168,20 @@ def map_columns(header: list[str]) -> dict[str, int]:
         if field in columns:
             first = header[columns[field]].strip()
             raise invalid_csv(
-                f"Two columns mean {field}: {first!r} and {cell.strip()!r}. Keep only one.",
+                N_("Two columns mean %(field)s: %(first)r and %(second)r. Keep only one."),
                 {"column": field, "headers": [first, cell.strip()]},
+                field=field,
+                first=first,
+                second=cell.strip(),
             )
         columns[field] = position
     missing = [field for field in REQUIRED if field not in columns]
     if missing:
         shown = [cell.strip() for cell in header if cell.strip()][:20]
         raise invalid_csv(
-            f"The header has no {' and no '.join(missing)} column. Expected a header line such as "
-            f"Nombre,Teléfono,Email,DUI; found: {', '.join(shown) or 'nothing'}.",
+            MISSING_COLUMNS[tuple(missing)],
             {"missing": missing, "found": shown},
+            found=", ".join(shown) or N_("nothing"),
         )
     return columns
 
@@ -149,19 +198,25 @@ def read(data: bytes) -> Sheet:
     if sep:
         delimiter, text = sep[1], text[sep.end() :]
         if not text.strip():
-            raise invalid_csv("The file has a sep= line but no header.")
+            raise invalid_csv(N_("The file has a sep= line but no header."))
     if delimiter is None:
         delimiter = sniff_delimiter(re.split(r"\r\n|\n|\r", text, maxsplit=1)[0])
     if delimiter in ('"', "\r", "\n") or delimiter.isalnum():
-        raise invalid_csv(f"The sep= line names an unusable delimiter {delimiter!r}.")
+        raise invalid_csv(
+            N_("The sep= line names an unusable delimiter %(delimiter)r."), delimiter=delimiter
+        )
 
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        raise invalid_csv(f"The header line is not readable CSV: {exc}.") from None
+        raise invalid_csv(
+            N_("The header line is not readable CSV: %(error)s."), error=str(exc)
+        ) from None
     if not header or not any(cell.strip() for cell in header):
-        raise invalid_csv("The first line is empty: it should be the header (Nombre,Teléfono,…).")
+        raise invalid_csv(
+            N_("The first line is empty: it should be the header (Nombre,Teléfono,…).")
+        )
     columns = map_columns(header)
     return Sheet(delimiter, columns, _records(reader, columns))
 
@@ -175,13 +230,16 @@ def _records(reader, columns: dict[str, int]) -> Iterator[tuple[int, dict[str, s
         except StopIteration:
             return
         except csv.Error as exc:
-            reason = str(exc)
-            if "unexpected end of data" in reason:
-                reason = "a quoted cell is never closed (a missing closing quote)"
-            elif "expected after" in reason:
-                reason = "text after a closing quote (put the whole cell in quotes)"
+            reason = N_("not readable CSV")
+            if "unexpected end of data" in str(exc):
+                reason = N_("a quoted cell is never closed (a missing closing quote)")
+            elif "expected after" in str(exc):
+                reason = N_("text after a closing quote (put the whole cell in quotes)")
             raise invalid_csv(
-                f"Line {line} is not readable CSV: {reason}.", {"line": line, "reason": reason}
+                N_("Line %(line)d is not readable CSV: %(reason)s."),
+                {"line": line, "reason": reason},
+                line=line,
+                reason=reason,
             ) from None
         if not any(cell.strip() for cell in row):
             continue  # blank rows (Excel leaves `;;;` lines at the end) are not patients

@@ -2,13 +2,13 @@
 
 from flask import Blueprint, Response, request
 
-from patients import db, search, validation
-from patients.auth import caller, require_role
-from patients.dui import reveals_dui
-from patients.errors import not_found
+from patients import db, search
+from patients.api import params
+from patients.api.auth import caller, require_role, reveals_dui
+from patients.api.errors import not_found
 from patients.repository import queries
 
-bp = Blueprint("records", __name__, url_prefix="/api/patients")
+bp = Blueprint("patients", __name__, url_prefix="/api/patients")
 
 # Any page may be asked for (past the end answers an empty list); this bound only keeps
 # page * limit inside PostgreSQL's bigint OFFSET.
@@ -18,12 +18,12 @@ MAX_PAGE = 1_000_000_000
 @bp.get("")
 @require_role("admin", "staff")
 def list_patients():
-    term = validation.text(request.args, "search")
-    page = validation.integer(request.args, "page", default=1, minimum=1, maximum=MAX_PAGE)
-    limit = validation.integer(request.args, "limit", default=50, minimum=1, maximum=200)
-    blocked = validation.boolean(request.args, "blocked")
+    term = params.text(request.args, "search")
+    page = params.integer(request.args, "page", default=1, minimum=1, maximum=MAX_PAGE)
+    limit = params.integer(request.args, "limit", default=50, minimum=1, maximum=200)
+    blocked = params.boolean(request.args, "blocked")
 
-    params = {
+    arguments = {
         "clinic_id": caller().clinic_id,
         "blocked": blocked,
         "page": page,
@@ -32,14 +32,14 @@ def list_patients():
     }
     with db.connection() as conn:
         if term is None:
-            row = queries.list_patients(conn, **params)
+            row = queries.list_patients(conn, **arguments)
         else:
             find = (
                 queries.search_patients
                 if search.narrowed_by_trigrams(term)
                 else queries.search_patients_short_term
             )
-            row = find(conn, **params, **search.parameters(term))
+            row = find(conn, **arguments, **search.parameters(term))
     # PostgreSQL built the whole body; it goes out as it came.
     return Response(row["body"], mimetype="application/json")
 
@@ -48,7 +48,7 @@ def list_patients():
 @require_role("admin", "staff")
 @reveals_dui
 def show_patient(patient_id):
-    patient_id = validation.patient_id(patient_id)
+    patient_id = params.patient_id(patient_id)
     with db.connection() as conn:
         row = queries.get_patient_record(conn, clinic_id=caller().clinic_id, patient_id=patient_id)
     if row is None:

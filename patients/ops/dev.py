@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".env"
 
 
@@ -48,32 +48,31 @@ def serve() -> int:
     load_env_file()
 
     from app import create_app
-    from patients import cli, dui
+    from patients.config import app_settings, server_settings
     from patients.db import apply_schema
-    from patients.embedded_pg import project_cluster
+    from patients.ops import cli
+    from patients.ops.embedded_pg import start_embedded
 
     started = None
-    if not os.environ.get("DATABASE_URL"):
-        cluster = project_cluster()
-        if not cluster.running():
-            print(f"Starting the embedded PostgreSQL in {cluster.datadir} …", flush=True)
-            cluster.start()
-            started = cluster
-        os.environ["DATABASE_URL"] = cluster.url
+    url = app_settings()["DATABASE_URL"]
+    if not url:
+        url, started = start_embedded(say=lambda line: print(line.capitalize() + " …", flush=True))
+        # gunicorn's master finds it running and leaves it to us
+        os.environ["DATABASE_URL"] = url
     try:
-        with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        with psycopg.connect(url) as conn:
             apply_schema(conn)
         print("Schema applied. Loading the demo clinic …", flush=True)
         app = create_app({"POOL_MAX_SIZE": 1})
         with app.app_context():
             with app.extensions["pool"].connection() as conn:
-                clinic_id = cli.seed_demo_clinic(conn, dui.keys())
+                clinic_id = cli.seed_demo_clinic(conn, app.extensions["dui_keys"])
             secret = app.config["JWT_SECRET"]
             admin = cli.mint_token(secret, clinic_id, "admin", "demo-admin", 12)
             staff = cli.mint_token(secret, clinic_id, "staff", "demo-staff", 12)
         app.extensions["pool"].close()
 
-        port = os.environ.get("PORT", "8000")
+        port = server_settings()["port"]
         base = f"http://127.0.0.1:{port}"
         os.environ["PATIENTS_READY_HINT"] = "\n".join(
             [
@@ -104,5 +103,5 @@ def serve() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["serve"]:
-        sys.exit("usage: python -m patients.dev serve")
+        sys.exit("usage: python -m patients.ops.dev serve")
     sys.exit(serve())

@@ -1,0 +1,125 @@
+"""Who is calling, and what they may do and see, as route decorators.
+
+- `@require_role(...)`: a usable bearer token (patients/tokens.py) whose role is one of these.
+  Every /api route carries it (or `@public`); create_app() refuses to start otherwise.
+- `@require_plan("pro")`: the caller's clinic has that plan.
+- `@reveals_dui`: the one place that decides who sees a clear DUI.
+"""
+
+import functools
+
+from flask import current_app, g, request
+
+from patients import audit, db, tokens
+from patients.api.errors import APIError, forbidden, unauthorized
+from patients.dui import DuiKeys
+from patients.messages import N_
+from patients.repository import queries
+from patients.tokens import ROLES, Caller
+
+__all__ = ["Caller", "caller", "public", "require_plan", "require_role", "reveals_dui"]
+
+
+def read_token() -> Caller:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized()
+    try:
+        return tokens.read(token.strip(), current_app.config["JWT_SECRET"])
+    except tokens.Refused as refused:
+        raise unauthorized(refused.message) from None
+
+
+def public(view):
+    """Mark an /api route as open to anyone (the API description); every other /api route needs a role."""
+    view.is_public = True
+    return view
+
+
+def caller() -> Caller:
+    return g.caller
+
+
+def require_role(*roles: str):
+    """Authenticate the bearer token and allow only these roles. Every /api route carries it."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}")
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            g.caller = read_token()
+            if g.caller.role not in roles:
+                raise forbidden()
+            return view(*args, **kwargs)
+
+        wrapper.required_roles = roles
+        return wrapper
+
+    return decorator
+
+
+def require_plan(plan: str, message: str = N_("This feature requires the Pro plan.")):
+    """Allow the route only to clinics whose plan includes it. Loads the clinic into g.clinic."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            clinic = current_clinic()
+            if plan == "pro" and clinic["plan"] != "pro":
+                raise APIError(403, "PLAN_UPGRADE_REQUIRED", message)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def current_clinic() -> dict:
+    """The caller's clinic row (plan, country_code, timezone), loaded once per request."""
+    if "clinic" not in g:
+        with db.connection() as conn:
+            clinic = queries.get_clinic(conn, clinic_id=caller().clinic_id)
+        if clinic is None:
+            raise unauthorized(N_("The token's clinic does not exist."))
+        g.clinic = clinic
+    return g.clinic
+
+
+def record(conn, action: str, **fields) -> None:
+    """This request's audit row: the caller and the request id come from the request."""
+    audit.record(conn, caller(), action, request_id=g.get("request_id"), **fields)
+
+
+def dui_keys() -> DuiKeys:
+    return current_app.extensions["dui_keys"]
+
+
+def reveals_dui(view):
+    """The one place that decides who sees a clear DUI.
+
+    The view returns the record as a dict carrying `id`, `dui_ciphertext` and `dui_key_id`. An
+    admin gets `dui` in clear and an audit row is written in the same transaction as the read;
+    anyone else gets `dui: null`. The ciphertext never leaves this function.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        with db.connection() as conn:
+            shown = view(*args, **kwargs)
+            ciphertext = shown.pop("dui_ciphertext", None)
+            key_id = shown.pop("dui_key_id", None)
+            shown["dui"] = None
+            who = caller()
+            if who.role == "admin" and ciphertext is not None:
+                # The clinic comes from the token, never from the row: a value copied across
+                # clinics cannot open here.
+                clear = dui_keys().decrypt(who.clinic_id, shown["id"], ciphertext, key_id)
+                if clear is not None:
+                    record(conn, "dui.reveal", patient_id=shown["id"])
+                    shown["dui"] = clear
+        return shown
+
+    return wrapper

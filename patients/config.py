@@ -1,0 +1,81 @@
+"""The one place the environment is read: the app's settings and the server's.
+
+`app_settings()` is what `create_app()` loads into `app.config` (tests pass their own mapping on
+top); `server_settings()` is what gunicorn.conf.py binds and forks with; `embedded_settings()`
+says where the embedded PostgreSQL lives. Every default is written here and nowhere else.
+"""
+
+import os
+from collections.abc import Mapping
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+# The multipart envelope around a 5 MB file (boundaries, part headers) may exceed 5 MB a little;
+# the file itself is held to MAX_UPLOAD_BYTES by the import.
+MULTIPART_SLACK = 64 * 1024
+
+POOL_MAX_SIZE = 4
+POOL_TIMEOUT = 3.0  # waiting longer than this for a connection is a 503, not a hang
+# An import waits this long for another import of the same clinic to finish (imports take
+# seconds), well inside the reverse proxy's timeout.
+IMPORT_LOCK_WAIT_SECONDS = 20.0
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+
+
+def app_settings(environ: Mapping[str, str] = os.environ) -> dict:
+    """Flask's app.config keys, from the environment."""
+    return {
+        "DATABASE_URL": environ.get("DATABASE_URL") or None,
+        "JWT_SECRET": environ.get("JWT_SECRET") or None,
+        "DUI_KEYS": environ.get("DUI_KEYS") or None,
+        "MAX_UPLOAD_BYTES": MAX_UPLOAD_BYTES,
+        "MAX_CONTENT_LENGTH": MAX_UPLOAD_BYTES + MULTIPART_SLACK,
+        "POOL_MAX_SIZE": _int(environ, "POOL_MAX_SIZE", POOL_MAX_SIZE),
+        "POOL_TIMEOUT": _float(environ, "POOL_TIMEOUT", POOL_TIMEOUT),
+        "IMPORT_LOCK_WAIT_SECONDS": IMPORT_LOCK_WAIT_SECONDS,
+        "TRUSTED_PROXIES": _int(environ, "TRUSTED_PROXIES", 1),
+        "LOG_LEVEL": environ.get("LOG_LEVEL") or "INFO",
+        "WHATSAPP_VERIFY_TOKEN": environ.get("WHATSAPP_VERIFY_TOKEN") or None,
+        "WHATSAPP_APP_SECRET": environ.get("WHATSAPP_APP_SECRET") or None,
+    }
+
+
+def server_settings(environ: Mapping[str, str] = os.environ) -> dict:
+    """What gunicorn.conf.py needs: where to bind, how many workers and threads, timeouts."""
+    return {
+        "host": environ.get("HOST") or "0.0.0.0",  # noqa: S104 (the deployment decides; see README)
+        "port": _int(environ, "PORT", 8000),
+        "workers": _int(environ, "WEB_CONCURRENCY", os.cpu_count() or 2),
+        "threads": _int(environ, "GUNICORN_THREADS", 4),
+        "timeout": _int(environ, "GUNICORN_TIMEOUT", 60),
+        "forwarded_allow_ips": environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
+        "control_socket": environ.get("GUNICORN_CONTROL_SOCKET") or None,
+        "database_url": environ.get("DATABASE_URL") or None,
+        "ready_hint": environ.get("PATIENTS_READY_HINT") or None,
+    }
+
+
+def embedded_settings(environ: Mapping[str, str] = os.environ) -> dict:
+    """Where the embedded PostgreSQL's binaries and data folder are (both optional)."""
+    return {
+        "bindir": environ.get("PG_BINDIR") or None,
+        "datadir": environ.get("PGDATA_DIR") or None,
+    }
