@@ -10,7 +10,6 @@ import base64
 import dataclasses
 import datetime as dt
 import json
-import os
 import random
 import threading
 import time
@@ -253,6 +252,8 @@ if __name__ == "__main__":  # build (or check) the data set alone
     import sys
 
     chosen = QUICK if "--quick" in sys.argv else FULL
-    root = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parent / "data"))
+    from patients.config import bench_settings
+
+    root = Path(bench_settings()["data_dir"] or Path(__file__).resolve().parent / "data")
     built_cluster, built_layout = prepare(root / chosen.name, chosen)
     print(json.dumps({k: v for k, v in built_layout.items() if k != "sizes"}, indent=2))

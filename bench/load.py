@@ -3,7 +3,6 @@ a streamed export and a multipart import, and the same work on plain PostgreSQL.
 """
 
 import http.client
-import os
 import re
 import shutil
 import statistics
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from bench import HERE
 from bench.service import vm_hwm_kb
+from patients.config import bench_settings
 
 
 @dataclass
@@ -289,7 +289,7 @@ def post_file(port: int, path: str, token: str, filename: str, data: bytes) -> T
 
 # -- plain PostgreSQL through psql ----------------------------------------------------------
 
-PSQL = os.environ.get("PSQL", "/usr/bin/psql")
+PSQL = bench_settings()["psql"]
 PSQL_SCRIPTS = HERE / "psql"
 
 

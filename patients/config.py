@@ -79,3 +79,11 @@ def embedded_settings(environ: Mapping[str, str] = os.environ) -> dict:
         "bindir": environ.get("PG_BINDIR") or None,
         "datadir": environ.get("PGDATA_DIR") or None,
     }
+
+
+def bench_settings(environ: Mapping[str, str] = os.environ) -> dict:
+    """The benchmark's knobs (`make bench`): where its data set lives, which psql it runs."""
+    return {
+        "data_dir": environ.get("BENCH_DATA_DIR") or None,
+        "psql": environ.get("PSQL") or "/usr/bin/psql",
+    }

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -140,8 +140,9 @@ def test_any_search_term_is_an_answer_not_an_error(client, clinic, term):
         assert response.status_code == 400
         assert response.json["code"] == "VALIDATION_ERROR"
     else:
+        # The clinic has no patients: any term is an empty, well-formed page.
         assert response.status_code == 200, response.json
-        assert response.json["total"] >= 0
+        assert response.json == {"patients": [], "total": 0, "page": 1, "limit": 50}
 
 
 NAME_CHARS = st.characters(
@@ -156,13 +157,11 @@ NAME_CHARS = st.characters(
 def test_a_piece_of_a_name_finds_it(client, make_clinic, name, data):
     """Any piece of a stored name, wildcards and backslashes included, finds that patient."""
     name = name.strip()
-    if len(name) < 3:
-        return
+    assume(len(name) >= 3)
     start = data.draw(st.integers(0, len(name) - 1))
     end = data.draw(st.integers(start + 1, len(name)))
     piece = name[start:end]
-    if not piece.strip():
-        return
+    assume(piece.strip())
     clinic = make_clinic()
     wanted = clinic.add_patient(name, "+50370002222")
     clinic.add_patient("Zz Otro", "+50370003333")
