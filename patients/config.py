@@ -20,24 +20,15 @@ POOL_TIMEOUT = 3.0  # waiting longer than this for a connection is a 503, not a 
 IMPORT_LOCK_WAIT_SECONDS = 20.0
 
 
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _number(environ: Mapping[str, str], name: str, default, kind=int):
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
-
-
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, not {raw!r}") from None
 
 
 def app_settings(environ: Mapping[str, str] = os.environ) -> dict:
@@ -48,10 +39,10 @@ def app_settings(environ: Mapping[str, str] = os.environ) -> dict:
         "DUI_KEYS": environ.get("DUI_KEYS") or None,
         "MAX_UPLOAD_BYTES": MAX_UPLOAD_BYTES,
         "MAX_CONTENT_LENGTH": MAX_UPLOAD_BYTES + MULTIPART_SLACK,
-        "POOL_MAX_SIZE": _int(environ, "POOL_MAX_SIZE", POOL_MAX_SIZE),
-        "POOL_TIMEOUT": _float(environ, "POOL_TIMEOUT", POOL_TIMEOUT),
+        "POOL_MAX_SIZE": _number(environ, "POOL_MAX_SIZE", POOL_MAX_SIZE),
+        "POOL_TIMEOUT": _number(environ, "POOL_TIMEOUT", POOL_TIMEOUT, float),
         "IMPORT_LOCK_WAIT_SECONDS": IMPORT_LOCK_WAIT_SECONDS,
-        "TRUSTED_PROXIES": _int(environ, "TRUSTED_PROXIES", 1),
+        "TRUSTED_PROXIES": _number(environ, "TRUSTED_PROXIES", 1),
         "LOG_LEVEL": environ.get("LOG_LEVEL") or "INFO",
         "WHATSAPP_VERIFY_TOKEN": environ.get("WHATSAPP_VERIFY_TOKEN") or None,
         "WHATSAPP_APP_SECRET": environ.get("WHATSAPP_APP_SECRET") or None,
@@ -62,10 +53,10 @@ def server_settings(environ: Mapping[str, str] = os.environ) -> dict:
     """What gunicorn.conf.py needs: where to bind, how many workers and threads, timeouts."""
     return {
         "host": environ.get("HOST") or "0.0.0.0",  # noqa: S104 (the deployment decides; see README)
-        "port": _int(environ, "PORT", 8000),
-        "workers": _int(environ, "WEB_CONCURRENCY", os.cpu_count() or 2),
-        "threads": _int(environ, "GUNICORN_THREADS", 4),
-        "timeout": _int(environ, "GUNICORN_TIMEOUT", 60),
+        "port": _number(environ, "PORT", 8000),
+        "workers": _number(environ, "WEB_CONCURRENCY", os.cpu_count() or 2),
+        "threads": _number(environ, "GUNICORN_THREADS", 4),
+        "timeout": _number(environ, "GUNICORN_TIMEOUT", 60),
         "forwarded_allow_ips": environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
         "control_socket": environ.get("GUNICORN_CONTROL_SOCKET") or None,
         "database_url": environ.get("DATABASE_URL") or None,

@@ -15,13 +15,16 @@ from flask.cli import with_appcontext
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from patients.api.errors import unavailable
 from patients.config import POOL_MAX_SIZE, POOL_TIMEOUT
 from patients.repository import queries
 
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
+
+
+class DatabaseUnavailable(Exception):
+    """No connection could be had, or the one in use was lost: the web layer answers 503."""
 
 
 def make_pool(
@@ -80,7 +83,7 @@ def connection():
         conn = pool().getconn()
     except (PoolTimeout, psycopg.OperationalError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
-        raise unavailable() from exc
+        raise DatabaseUnavailable from exc
     g._db_conn = conn
     try:
         with conn:
@@ -89,7 +92,7 @@ def connection():
         if not conn.broken:
             raise
         log.warning("database connection lost: %s", type(exc).__name__)
-        raise unavailable() from exc
+        raise DatabaseUnavailable from exc
     finally:
         g._db_conn = None
         pool().putconn(conn)

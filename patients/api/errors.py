@@ -13,6 +13,7 @@ from flask import Flask, jsonify
 from gunicorn import util
 from werkzeug.exceptions import HTTPException
 
+from patients.db import DatabaseUnavailable
 from patients.messages import N_, Rejected
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ HTTP_CODES = {
 def init_app(app: Flask) -> None:
     app.register_error_handler(APIError, render)
     app.register_error_handler(Rejected, lambda rejected: render(from_rejected(rejected)))
+    app.register_error_handler(DatabaseUnavailable, lambda _: render(unavailable()))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
