@@ -56,7 +56,9 @@ def serve() -> int:
     started = None
     url = app_settings()["DATABASE_URL"]
     if not url:
-        url, started = start_embedded(say=lambda line: print(line.capitalize() + " …", flush=True))
+        url, started = start_embedded(
+            say=lambda line: print(line[:1].upper() + line[1:] + " …", flush=True)
+        )
         # gunicorn's master finds it running and leaves it to us
         os.environ["DATABASE_URL"] = url
     try:
