@@ -23,12 +23,16 @@ SELECT t.was_blocked,
   FROM target t;
 
 -- name: drop_waiting_messages :execrows
--- The blocked patient's messages still waiting in the chatbot's queue. A statement of its own,
--- after set_patient_blocked took the row lock: its fresh snapshot also sees a message that a
--- webhook delivery committed while we waited for that lock.
+-- The blocked patient's messages still waiting in the chatbot's queue: linked to them, or from a
+-- sender who resolves to them (their phone in any equivalent form, a number they changed to, their
+-- user id). A statement of its own, after set_patient_blocked took the row lock: its fresh
+-- snapshot also sees a message that a webhook delivery committed while we waited for that lock.
 DELETE FROM inbound_messages m
  USING patients p
  WHERE p.clinic_id = %(clinic_id)s AND p.id = %(patient_id)s
    AND m.clinic_id = p.clinic_id
-   AND m.sender_phone = p.phone
-   AND m.processed_at IS NULL;
+   AND m.processed_at IS NULL
+   AND (m.patient_id = p.id
+        OR m.sender_phone = ANY (whatsapp_phone_variants(p.phone))
+        OR p.id IN (SELECT s.patient_id
+                      FROM whatsapp_sender_patients(m.clinic_id, m.sender_phone, m.sender_user_id) s));

@@ -211,6 +211,8 @@ def test_unblocked_sender_is_queued_once_despite_retries(client, whatsapp, clini
         "blocked": 0,
         "unknown_number": 0,
         "unreadable": 0,
+        "identity_changes": 0,
+        "statuses": 0,
     }
     again = post(client, payload)
     assert again.status_code == 200
@@ -315,12 +317,12 @@ def test_unknown_phone_number_id_is_acknowledged_and_stores_nothing(
 ):
     with_number(sql, clinic)
     before = sql.execute("SELECT count(*) AS n FROM inbound_messages").fetchone()["n"]
-    with caplog.at_level(logging.WARNING, logger="patients.api.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="patients.whatsapp"):
         response = post(client, delivery("999000111222333", message("50377654321")))
     assert response.status_code == 200
     assert response.json["unknown_number"] == 1 and response.json["queued"] == 0
     assert sql.execute("SELECT count(*) AS n FROM inbound_messages").fetchone()["n"] == before
-    logged = [r.getMessage() for r in caplog.records if r.name == "patients.api.webhooks"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "patients.whatsapp"]
     assert any("unknown phone_number_id ending in 2333" in m for m in logged)
     assert not any("999000111222333" in m or "77654321" in m for m in logged)
 

@@ -2,23 +2,20 @@
 
 Outside /api: Meta calls it, so it is authenticated by the X-Hub-Signature-256 HMAC of the raw body
 with WHATSAPP_APP_SECRET, not by a bearer token, and the clinic comes from the number that received
-the message. Messages from a blocked patient are dropped here, so the chatbot never sees them.
+the message. Messages from a blocked patient are dropped here, so the chatbot never sees them; the
+reading and storing is patients/whatsapp.py.
 """
 
 import hmac
 import json
 import logging
-from collections import Counter
 
 from flask import Blueprint, Response, current_app, request
-from psycopg.types.json import Jsonb
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from patients import db
+from patients import db, whatsapp
 from patients.api.errors import APIError, too_large, validation_error
 from patients.messages import N_
-from patients.repository import queries
-from patients.whatsapp import inbound_messages, signed_by_meta
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
@@ -26,7 +23,6 @@ log = logging.getLogger(__name__)
 # Meta's deliveries are a few KB; anything near this is not from Meta.
 MAX_BODY_BYTES = 256 * 1024
 MAX_CHALLENGE_LENGTH = 256
-OUTCOMES = ("queued", "duplicate", "blocked", "unknown_number", "unreadable")
 
 
 @bp.get("/whatsapp")
@@ -51,7 +47,7 @@ def verify_subscription():
 def receive():
     raw = read_body()
     signature = request.headers.get("X-Hub-Signature-256", "")
-    if not signed_by_meta(raw, signature, current_app.config.get("WHATSAPP_APP_SECRET")):
+    if not whatsapp.signed_by_meta(raw, signature, current_app.config.get("WHATSAPP_APP_SECRET")):
         raise APIError(
             401, "UNAUTHORIZED", N_("The X-Hub-Signature-256 signature is missing or wrong.")
         )
@@ -62,23 +58,11 @@ def receive():
     if not isinstance(payload, dict):
         raise validation_error("body", N_("must be a JSON object"))
 
-    messages, unreadable = inbound_messages(payload)
-    counts = Counter({outcome: 0 for outcome in OUTCOMES})
-    counts["unreadable"] = unreadable
-    if messages:
-        with db.connection() as conn:
-            rows = queries.queue_inbound_messages(conn, messages=Jsonb(messages))
-        counts.update(row["outcome"] for row in rows)
-        for number_id in sorted(
-            {r["phone_number_id"] for r in rows if r["outcome"] == "unknown_number"}
-        ):
-            # Acknowledged anyway: Meta would retry a refusal for days, and no clinic can answer it.
-            # The id is Meta's, not a patient's; its end is enough for an operator to recognise it.
-            log.warning(
-                "whatsapp delivery for an unknown phone_number_id ending in %s", number_id[-4:]
-            )
-    log.info("whatsapp delivery: %s", ", ".join(f"{k} {counts[k]}" for k in OUTCOMES))
-    return {outcome: counts[outcome] for outcome in OUTCOMES}
+    delivery = whatsapp.read_delivery(payload)
+    with db.connection() as conn:
+        counts = whatsapp.store_delivery(conn, delivery)
+    log.info("whatsapp delivery: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
 
 
 def read_body() -> bytes:
