@@ -116,17 +116,31 @@ def drain(conn: psycopg.Connection, clinic_id: str, lease: Lease, answer) -> int
     return answered
 
 
-def run(conn: psycopg.Connection, lease: Lease, answer, *, poll: float = 30.0, once: bool = False):
+def run(
+    conn: psycopg.Connection,
+    lease: Lease,
+    answer,
+    *,
+    poll: float = 30.0,
+    once: bool = False,
+    clinic_id: str | None = None,
+) -> int:
     """The worker loop: drain every clinic with work, then sleep until notified (or `poll` passes).
 
-    `once`: drain what is waiting now and return the number answered (tests, cron, a demo).
+    `once`: drain what is waiting now and return the number answered (tests, a demo).
+    `clinic_id`: serve that clinic only.
     """
+
+    def ours(clinics) -> set[str]:
+        return {c for c in clinics if clinic_id in (None, c)}
+
     listen(conn)
     answered = 0
-    clinics = set(waiting_clinics(conn))
+    clinics = ours(waiting_clinics(conn))
     while True:
-        for clinic_id in sorted(clinics):
-            answered += drain(conn, clinic_id, lease, answer)
+        for each in sorted(clinics):
+            answered += drain(conn, each, lease, answer)
         if once:
             return answered
-        clinics = wait(conn, poll) or set(waiting_clinics(conn))
+        notified = wait(conn, poll)
+        clinics = ours(notified) if notified else ours(waiting_clinics(conn))

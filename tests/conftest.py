@@ -16,7 +16,7 @@ from patients.db import apply_schema
 from patients.dui import DuiKeys
 from tests.helpers import DUI_KEY, JWT_SECRET, OLD_DUI_KEY, Clinic, database_cluster
 
-pytest_plugins = ["tests.live"]
+pytest_plugins = ["tests.live", "tests.whatsapp_payloads"]
 
 
 @pytest.fixture(scope="session")

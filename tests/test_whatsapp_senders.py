@@ -12,7 +12,6 @@ from tests.whatsapp_payloads import (
     payload,
     post,
     queued,
-    whatsapp,  # noqa: F401
 )
 
 OLD, NEW, NEWER = "50377654321", "50370001111", "50370002222"
@@ -48,7 +47,7 @@ def identities(sql, clinic):
 )
 def test_every_documented_shape_is_accepted_once(
     client,
-    whatsapp,  # noqa: F811
+    whatsapp,
     clinic,
     sql,
     name,
@@ -61,7 +60,7 @@ def test_every_documented_shape_is_accepted_once(
     assert accepted(post(client, doc)) == counts(**retried)
 
 
-def test_the_sender_is_stored_with_the_contact_name(client, whatsapp, clinic, sql):  # noqa: F811
+def test_the_sender_is_stored_with_the_contact_name(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     patient_id = clinic.add_patient(phone="+" + OLD)
     accepted(post(client, payload("text_with_user_id", number_id, phone=OLD, user_id="SV.1234")))
@@ -74,7 +73,7 @@ def test_the_sender_is_stored_with_the_contact_name(client, whatsapp, clinic, sq
     assert row["body"] == "Quiero cambiar mi cita" and row["message_type"] == "text"
 
 
-def test_a_username_only_sender_is_queued_with_the_user_id(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_username_only_sender_is_queued_with_the_user_id(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     user_id = new_user_id()
     assert accepted(post(client, payload("text_username_only", number_id, user_id=user_id))) == (
@@ -90,7 +89,7 @@ def test_a_username_only_sender_is_queued_with_the_user_id(client, whatsapp, cli
 # A number change
 
 
-def test_a_blocked_patient_stays_blocked_after_changing_number(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_blocked_patient_stays_blocked_after_changing_number(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     patient_id = clinic.add_patient(phone="+" + OLD, is_blocked=True)
     change = payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW)
@@ -113,33 +112,43 @@ def test_a_blocked_patient_stays_blocked_after_changing_number(client, whatsapp,
     ]
 
 
-def test_a_changed_number_keeps_the_patient_link(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_changed_number_keeps_the_patient_link(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     patient_id = clinic.add_patient(phone="+" + OLD)
-    accepted(post(client, payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW)))
+    accepted(
+        post(client, payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW))
+    )
     assert accepted(post(client, payload("text", number_id, phone=NEW))) == counts(queued=1)
     (row,) = queued(sql, clinic)
     assert row["sender_phone"] == "+" + NEW and str(row["patient_id"]) == patient_id
 
 
-def test_two_number_changes_in_a_row_are_followed(client, whatsapp, clinic, sql):  # noqa: F811
+def test_two_number_changes_in_a_row_are_followed(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     clinic.add_patient(phone="+" + OLD, is_blocked=True)
-    accepted(post(client, payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW)))
-    accepted(post(client, payload("system_user_changed_number", number_id, phone=NEW, new_phone=NEWER)))
+    accepted(
+        post(client, payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW))
+    )
+    accepted(
+        post(client, payload("system_user_changed_number", number_id, phone=NEW, new_phone=NEWER))
+    )
     assert accepted(post(client, payload("text", number_id, phone=NEWER))) == counts(blocked=1)
     assert {row["phone"] for row in identities(sql, clinic)} == {"+" + OLD}
 
 
-def test_a_number_change_for_a_patient_registered_later_still_follows(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_number_change_for_a_patient_registered_later_still_follows(
+    client, whatsapp, clinic, sql
+):
     """The change came before staff registered the old number; the block still follows the person."""
     number_id = new_number_id(sql, clinic)
-    accepted(post(client, payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW)))
+    accepted(
+        post(client, payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW))
+    )
     clinic.add_patient(phone="+" + OLD, is_blocked=True)
     assert accepted(post(client, payload("text", number_id, phone=NEW))) == counts(blocked=1)
 
 
-def test_the_new_user_id_of_a_number_change_is_the_same_person(client, whatsapp, clinic, sql):  # noqa: F811
+def test_the_new_user_id_of_a_number_change_is_the_same_person(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     clinic.add_patient(phone="+" + OLD, is_blocked=True)
     new_user = new_user_id()
@@ -161,11 +170,13 @@ def test_the_new_user_id_of_a_number_change_is_the_same_person(client, whatsapp,
     assert queued(sql, clinic) == []
 
 
-def test_a_number_change_in_one_clinic_does_not_touch_another(client, whatsapp, make_clinic, sql):  # noqa: F811
+def test_a_number_change_in_one_clinic_does_not_touch_another(client, whatsapp, make_clinic, sql):
     first, second = make_clinic(), make_clinic()
     first_number, second_number = new_number_id(sql, first), new_number_id(sql, second)
     first.add_patient(phone="+" + OLD, is_blocked=True)
-    accepted(post(client, payload("system_user_changed_number", first_number, phone=OLD, new_phone=NEW)))
+    accepted(
+        post(client, payload("system_user_changed_number", first_number, phone=OLD, new_phone=NEW))
+    )
     assert identities(sql, second) == []
     assert accepted(post(client, payload("text", second_number, phone=NEW))) == counts(queued=1)
 
@@ -173,7 +184,7 @@ def test_a_number_change_in_one_clinic_does_not_touch_another(client, whatsapp, 
 # Senders known by a business-scoped user id
 
 
-def test_a_user_id_is_linked_to_the_patient_once_both_appear(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_user_id_is_linked_to_the_patient_once_both_appear(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     patient_id = clinic.add_patient(phone="+" + OLD)
     user_id = new_user_id()
@@ -192,7 +203,7 @@ def test_a_user_id_is_linked_to_the_patient_once_both_appear(client, whatsapp, c
     ]
 
 
-def test_a_block_applies_to_a_username_only_sender(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_block_applies_to_a_username_only_sender(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     clinic.add_patient(phone="+" + OLD, is_blocked=True)
     user_id = new_user_id()
@@ -203,7 +214,7 @@ def test_a_block_applies_to_a_username_only_sender(client, whatsapp, clinic, sql
     assert queued(sql, clinic) == []
 
 
-def test_a_user_id_linked_before_the_patient_existed_matches_later(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_user_id_linked_before_the_patient_existed_matches_later(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     user_id = new_user_id()
     accepted(post(client, payload("text_with_user_id", number_id, phone=OLD, user_id=user_id)))
@@ -212,7 +223,7 @@ def test_a_user_id_linked_before_the_patient_existed_matches_later(client, whats
     assert accepted(post(client, username_only)) == counts(blocked=1)
 
 
-def test_blocking_drops_the_waiting_messages_of_the_user_id(client, whatsapp, clinic, sql):  # noqa: F811
+def test_blocking_drops_the_waiting_messages_of_the_user_id(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     patient_id = clinic.add_patient(phone="+" + OLD)
     user_id = new_user_id()
@@ -229,12 +240,14 @@ def test_blocking_drops_the_waiting_messages_of_the_user_id(client, whatsapp, cl
     assert clinic.audit("patient.block")[0]["details"]["dropped_messages"] == 2
 
 
-def test_a_user_id_change_carries_the_block(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_user_id_change_carries_the_block(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     clinic.add_patient(phone="+" + OLD, is_blocked=True)
     old_user, new_user = new_user_id(), new_user_id()
     accepted(post(client, payload("text_with_user_id", number_id, phone=OLD, user_id=old_user)))
-    change = payload("system_user_changed_user_id", number_id, user_id=old_user, new_user_id=new_user)
+    change = payload(
+        "system_user_changed_user_id", number_id, user_id=old_user, new_user_id=new_user
+    )
     assert accepted(post(client, change)) == counts(identity_changes=1)
     username_only = payload("text_username_only", number_id, user_id=new_user)
     assert accepted(post(client, username_only)) == counts(blocked=1)
@@ -248,7 +261,7 @@ def test_a_user_id_change_carries_the_block(client, whatsapp, clinic, sql):  # n
         {"type": "user_changed_user_id"},  # no new user id
     ],
 )
-def test_system_messages_we_cannot_use_are_unreadable(client, whatsapp, clinic, sql, odd):  # noqa: F811
+def test_system_messages_we_cannot_use_are_unreadable(client, whatsapp, clinic, sql, odd):
     number_id = new_number_id(sql, clinic)
     doc = payload("system_user_changed_number", number_id, phone=OLD)
     doc["entry"][0]["changes"][0]["value"]["messages"][0]["system"] = {"body": "x", **odd}
@@ -256,7 +269,7 @@ def test_system_messages_we_cannot_use_are_unreadable(client, whatsapp, clinic, 
     assert identities(sql, clinic) == [] and queued(sql, clinic) == []
 
 
-def test_a_malformed_user_id_is_not_an_identity(client, whatsapp, clinic, sql):  # noqa: F811
+def test_a_malformed_user_id_is_not_an_identity(client, whatsapp, clinic, sql):
     number_id = new_number_id(sql, clinic)
     doc = payload("text_username_only", number_id, user_id="not a user id; DROP TABLE")
     assert accepted(post(client, doc)) == counts(unreadable=1)
@@ -278,7 +291,7 @@ def test_a_malformed_user_id_is_not_an_identity(client, whatsapp, clinic, sql): 
 )
 def test_national_forms_of_a_mobile_are_one_person(
     client,
-    whatsapp,  # noqa: F811
+    whatsapp,
     make_clinic,
     sql,
     stored,
@@ -305,7 +318,7 @@ def test_national_forms_of_a_mobile_are_one_person(
         ("+50377654321", "50377654320"),
     ],
 )
-def test_other_numbers_do_not_match(client, whatsapp, clinic, sql, stored, whatsapp_sends):  # noqa: F811
+def test_other_numbers_do_not_match(client, whatsapp, clinic, sql, stored, whatsapp_sends):
     number_id = new_number_id(sql, clinic)
     clinic.add_patient(phone=stored, is_blocked=True)
     assert accepted(post(client, payload("text", number_id, phone=whatsapp_sends))) == (

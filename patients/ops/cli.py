@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 from tqdm import tqdm
 
 from patients import db, dui
-from patients.ops import demo_data, key_rotation
+from patients.ops import demo_data, key_rotation, whatsapp
 from patients.repository import queries
 
 DEMO_CLINIC = "Clínica Demo San Salvador"
@@ -113,3 +113,5 @@ def init_app(app: Flask) -> None:
     for command in (create_clinic_command, mint_token_command, seed_demo_command):
         app.cli.add_command(command)
     app.cli.add_command(key_rotation.rotate_dui_keys_command)
+    for command in whatsapp.COMMANDS:
+        app.cli.add_command(command)
