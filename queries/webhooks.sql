@@ -8,8 +8,10 @@
 -- (user_changed_user_id), or a user id seen beside a phone in a message (source 'message').
 -- The new identities get the patient the old ones resolve to (when there is one, else what they
 -- had) and the number the clinic knows this person by, inherited along the chain of changes.
--- Waiting messages from the new identities that had no patient get it. No row: no clinic has
--- this phone_number_id.
+-- Waiting messages of the new identities are not touched here (the chatbot's claim resolves their
+-- sender again, blocking deletes them by the same rules): a delivery then never holds a queue row
+-- while it waits for a patient's lock, the order a block takes the other way round. No row: no
+-- clinic has this phone_number_id.
 WITH fact AS (
     SELECT c.id AS clinic_id,
            %(from_phone)s::text AS from_phone, %(from_user_id)s::text AS from_user_id,
@@ -37,20 +39,9 @@ WITH fact AS (
            source = EXCLUDED.source,
            updated_at = now()
     RETURNING i.kind
-), linked AS (
-    UPDATE inbound_messages m
-       SET patient_id = p.patient_id
-      FROM person p
-     WHERE p.patient_id IS NOT NULL
-       AND m.clinic_id = p.clinic_id
-       AND m.processed_at IS NULL
-       AND m.patient_id IS NULL
-       AND (m.sender_user_id = p.to_user_id
-            OR m.sender_phone = ANY (whatsapp_phone_variants(p.to_phone)))
-    RETURNING m.id
 )
 SELECT p.clinic_id::text AS clinic_id, p.patient_id::text AS patient_id,
-       (SELECT count(*) FROM saved) AS identities, (SELECT count(*) FROM linked) AS linked
+       (SELECT count(*) FROM saved) AS identities
   FROM person p;
 
 -- name: queue_inbound_messages :many

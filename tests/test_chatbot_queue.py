@@ -11,6 +11,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from patients import chatbot
+from patients.repository import queries
 from tests.whatsapp_payloads import (
     accepted,
     counts,
@@ -231,7 +232,7 @@ def test_chatbot_demo_claims_and_prints(runner, clinic, make_clinic, sql):
 # Delivery statuses
 
 
-def test_a_failed_send_is_kept_with_metas_error(client, whatsapp, clinic, sql):
+def test_a_failed_send_is_kept_with_metas_error(client, whatsapp, clinic, sql, worker_conn):
     number_id = new_number_id(sql, clinic)
     doc = payload("status_failed_131047", number_id, phone=PHONE)
     assert accepted(post(client, doc)) == counts(statuses=1)
@@ -250,10 +251,7 @@ def test_a_failed_send_is_kept_with_metas_error(client, whatsapp, clinic, sql):
     assert failed["error_details"].startswith("Message failed to send because more than 24 hours")
     assert failed["status_at"].timestamp() == 1739321024
     assert conn_rows[1]["recipient_user_id"] == "US.13491208655302741918"
-    with psycopg.connect(sql.info.dsn, row_factory=dict_row) as conn:
-        from patients.repository import queries
-
-        recent = queries.recent_failed_statuses(conn, clinic_id=clinic.id, limit=10)
+    recent = queries.recent_failed_statuses(worker_conn(), clinic_id=clinic.id, limit=10)
     assert [(r["message_id"], r["error_code"]) for r in recent] == [(failed["message_id"], 131047)]
 
 

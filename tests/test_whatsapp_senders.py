@@ -2,8 +2,11 @@
 the forms Argentina, Brazil and Mexico's mobiles take. Every payload is one of Meta's documented
 shapes (tests/fixtures/whatsapp/, each naming its page), signed with the app secret, over HTTP."""
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from patients import chatbot
 from tests.whatsapp_payloads import (
     accepted,
     counts,
@@ -184,7 +187,9 @@ def test_a_number_change_in_one_clinic_does_not_touch_another(client, whatsapp, 
 # Senders known by a business-scoped user id
 
 
-def test_a_user_id_is_linked_to_the_patient_once_both_appear(client, whatsapp, clinic, sql):
+def test_a_user_id_is_linked_to_the_patient_once_both_appear(
+    client, whatsapp, clinic, sql, database_url
+):
     number_id = new_number_id(sql, clinic)
     patient_id = clinic.add_patient(phone="+" + OLD)
     user_id = new_user_id()
@@ -192,9 +197,11 @@ def test_a_user_id_is_linked_to_the_patient_once_both_appear(client, whatsapp, c
     assert queued(sql, clinic)[0]["patient_id"] is None
 
     accepted(post(client, payload("text_with_user_id", number_id, phone=OLD, user_id=user_id)))
-    first, second = queued(sql, clinic)
-    # The message that came first, with only the user id, now belongs to the patient too.
-    assert str(first["patient_id"]) == patient_id and str(second["patient_id"]) == patient_id
+    assert str(queued(sql, clinic)[1]["patient_id"]) == patient_id
+    # The message that came first, with only the user id, is the patient's when the chatbot takes it.
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        claimed = chatbot.claim(conn, clinic.id, chatbot.Lease("test"))
+    assert [m["patient_id"] for m in claimed] == [patient_id, patient_id]
 
     accepted(post(client, payload("text_username_only", number_id, user_id=user_id)))
     assert str(queued(sql, clinic)[2]["patient_id"]) == patient_id
