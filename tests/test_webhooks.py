@@ -312,7 +312,7 @@ def test_one_delivery_for_two_clinics(client, whatsapp, make_clinic, sql):
     assert len(queued(sql, first)) == 1 and queued(sql, second) == []
 
 
-def test_unknown_phone_number_id_is_acknowledged_and_stores_nothing(
+def test_unknown_phone_number_id_is_acknowledged_and_queues_nothing(
     client, whatsapp, clinic, sql, caplog
 ):
     with_number(sql, clinic)
