@@ -156,7 +156,7 @@ CREATE TABLE IF NOT EXISTS inbound_messages (
     id           bigint GENERATED ALWAYS AS IDENTITY,
     clinic_id    uuid NOT NULL REFERENCES clinics (id) ON DELETE CASCADE,
     message_id   text NOT NULL,             -- WhatsApp's id (wamid.…)
-    sender_phone text NOT NULL,             -- E.164, comparable with patients.phone
+    sender_phone text,                      -- E.164, comparable with patients.phone; null: a user id only
     patient_id   uuid,                      -- the patient with that phone when it arrived, if any
     message_type text NOT NULL DEFAULT 'text',
     body         text,                      -- text.body for text messages
@@ -275,6 +275,7 @@ AS $$
 $$;
 
 -- The queue, for senders known only by a user id, the contact's name, and the chatbot's lease.
+-- (sender_phone was NOT NULL before senders known only by a user id: databases made then.)
 ALTER TABLE inbound_messages ALTER COLUMN sender_phone DROP NOT NULL;
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS sender_user_id text;   -- the BSUID (from_user_id)
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS sender_name text;      -- contacts[].profile.name

@@ -96,12 +96,11 @@ def read_delivery(payload: dict) -> Delivery:
                 item = read_status(number_id, status)
                 if item is not None:
                     delivery.statuses.append(item)
-        # Unreadable messages in a non-list "messages" field are not counted: there is nothing to count.
     return delivery
 
 
 def read_message(delivery: Delivery, number_id: str, message: dict, contacts: list[dict]) -> None:
-    message_id = short_text(message.get("id"))
+    """A message for the queue, or a system message for the identities; otherwise it is unreadable."""
     if message.get("type") == "system":
         fact = identity_change(number_id, message)
         if fact is None:
@@ -114,6 +113,7 @@ def read_message(delivery: Delivery, number_id: str, message: dict, contacts: li
     user_id = user_id or user_id_of(contact.get("user_id"))
     if phone is None and message.get("from") is None:
         phone = e164(contact.get("wa_id"))
+    message_id = short_text(message.get("id"))
     if message_id is None or (phone is None and user_id is None):
         delivery.unreadable += 1
         return
