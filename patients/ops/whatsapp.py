@@ -61,7 +61,7 @@ def chatbot_demo_command(worker, clinic_id, batch, lease, poll, once):
 
 
 def print_message(message: dict) -> None:
-    sender = message["sender_phone"] or message["sender_user_id"]
+    sender = message["sender_phone"] or message["sender_user_id"] or "an unknown sender"
     name = f" ({message['sender_name']})" if message["sender_name"] else ""
     what = message["body"] if message["body"] is not None else f"<{message['message_type']}>"
     click.echo(f"clinic {message['clinic_id']} #{message['id']} from {sender}{name}: {what}")
