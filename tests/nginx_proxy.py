@@ -7,8 +7,12 @@ The proxy runs a generated copy of `deploy/nginx.conf` in a temporary prefix (`n
 <dir>/nginx.conf`, `daemon off`, its own process group), with exactly these lines replaced: the
 upstream's `server 127.0.0.1:8000` (the test's gunicorn), `listen 8080` (a free loopback port),
 `user` (the test's own user), and the lines marked "host path" (pid, logs, temp folders: inside the
-prefix). Everything else, every limit, timeout and error page, is the shipped file. A replaced
+prefix; the log levels stay). Everything else, every limit, timeout and error page, is the shipped
+file. A replaced
 line that is no longer in the file fails loudly, so the tested copy never drifts from the real one.
+
+`http_server` (a module fixture) is the module's live gunicorn twice: once direct, once through
+the proxy, so a test written against `live_server` runs both ways by taking it instead.
 
 Without an nginx binary the tests that need one are skipped with the reason (`.ci/run` installs
 Debian's `nginx-light`). The proxy is always stopped.
@@ -64,7 +68,7 @@ def nginx_version(binary: str) -> str:
 def substitutions(upstream: str, listen: str, user: str | None) -> list[tuple[str, str, int]]:
     host_paths = [
         (r"^(\s*)pid\s+\S+;.*$", r"\1pid nginx.pid;", 1),
-        (r"^(\s*)error_log\s+\S+(\s+\w+)?;.*$", r"\1error_log logs/error.log info;", 1),
+        (r"^(\s*)error_log\s+\S+(\s+\w+;).*$", r"\1error_log logs/error.log\2", 1),
         (r"^(\s*)access_log\s+\S+\s+patients;.*$", r"\1access_log logs/access.log patients;", 1),
     ] + [
         (rf"^(\s*){kind}_temp_path\s+\S+;.*$", rf"\1{kind}_temp_path temp/{kind};", 1)
@@ -125,13 +129,10 @@ class NginxProxy:
         check = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise RuntimeError(f"nginx -t refused the generated config:\n{check.stderr}")
-        self.stderr = open(self.prefix / "logs" / "stderr.log", "ab")
-        self.process = subprocess.Popen(
-            command,
-            stdout=self.stderr,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.prefix / "logs" / "stderr.log", "ab") as stderr:
+            self.process = subprocess.Popen(
+                command, stdout=stderr, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -153,9 +154,6 @@ class NginxProxy:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
-        if getattr(self, "stderr", None):
-            self.stderr.close()
-            self.stderr = None
 
     def __enter__(self) -> "NginxProxy":
         return self.start()
@@ -213,3 +211,40 @@ class NginxProxy:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks)
+
+
+class Proxied:
+    """A live gunicorn reached through nginx: LiveServer's interface, the requests going via nginx.
+
+    `log()` is everything both layers wrote (gunicorn's output, nginx's access and error logs), so
+    a test that reads the log checks what a deployment keeps.
+    """
+
+    def __init__(self, server, proxy: NginxProxy):
+        self.server, self.proxy = server, proxy
+        self.host, self.port, self.url = proxy.host, proxy.port, proxy.url
+        self.config = server.config
+        self.request, self.json, self.raw = proxy.request, proxy.json, proxy.raw
+
+    def log(self) -> str:
+        nginx = (
+            self.proxy.prefix / "logs" / "access.log",
+            self.proxy.prefix / "logs" / "error.log",
+        )
+        return "\n".join(
+            [self.server.log(), *(p.read_text(errors="replace") for p in nginx if p.exists())]
+        )
+
+    def worker_pids(self) -> list[int]:
+        return self.server.worker_pids()
+
+
+@pytest.fixture(scope="module", params=["direct", "nginx"])
+def http_server(request, live_server):
+    """The module's live gunicorn, once directly and once through deploy/nginx.conf."""
+    if request.param == "direct":
+        yield live_server
+        return
+    require_nginx()
+    with NginxProxy(live_server.port) as proxy:
+        yield Proxied(live_server, proxy)

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from patients import imports
-from tests.live import LiveServer, free_port
+from tests.live import LiveServer
 from tests.nginx_proxy import CONFIG, NginxProxy, require_nginx
 from tests.test_export import copy_of_export
 
@@ -42,9 +42,11 @@ def stack(config):
     # TRUSTED_PROXIES=1: the address, scheme and host come from the one nginx in front.
     # A short import lock wait, so the app's own 503 can be shown through the proxy.
     env = {"TRUSTED_PROXIES": "1", "IMPORT_LOCK_WAIT_SECONDS": "1"}
-    with LiveServer(config, workers=1, threads=2, env=env) as direct:
-        with NginxProxy(direct.port) as proxy:
-            yield Stack(direct, proxy)
+    with (
+        LiveServer(config, workers=1, threads=2, env=env) as direct,
+        NginxProxy(direct.port) as proxy,
+    ):
+        yield Stack(direct, proxy)
 
 
 def split(raw: bytes) -> tuple[int, str, bytes]:
@@ -212,7 +214,8 @@ def test_a_gunicorn_that_does_not_answer_in_time_is_a_json_503(clinic):
     assert source.count("    proxy_read_timeout 60s;") == 1
     source = source.replace("    proxy_read_timeout 60s;", "    proxy_read_timeout 1s;")
     with socket.create_server(("127.0.0.1", 0)) as silent:
-        with NginxProxy(silent.getsockname()[1], source=source) as proxy:
+        port = silent.getsockname()[1]
+        with NginxProxy(port, source=source) as proxy:
             status, heads, body = proxy.request("GET", "/api/patients", headers=clinic.headers())
             assert status == 503
             nginx_error(status, heads, body, "SERVICE_UNAVAILABLE")
@@ -356,10 +359,10 @@ def test_a_buffering_proxy_would_audit_it_complete(stack, clinic, sql):
     assert source.count("proxy_buffering off;") == 1
     source = source.replace("proxy_buffering off;", "proxy_ignore_headers X-Accel-Buffering;")
     add_wide_patients(sql, clinic, TOTAL_ROWS)
-    with NginxProxy(stack.direct.port, source=source) as buffering:
-        with stalled_download(buffering, clinic):
-            # nginx reads the whole file into its own buffers while the client holds 64 KB.
-            [row] = wait_for(lambda: clinic.audit("patients.export"), 30)
+    buffering = NginxProxy(stack.direct.port, source=source)
+    with buffering, stalled_download(buffering, clinic):
+        # nginx reads the whole file into its own buffers while the client holds 64 KB.
+        [row] = wait_for(lambda: clinic.audit("patients.export"), 30)
     assert row["details"]["rows"] == TOTAL_ROWS and row["details"]["complete"] is True
 
 
