@@ -23,8 +23,10 @@ preload_app = False
 timeout = settings["timeout"]
 graceful_timeout = 20
 keepalive = 5
-# gunicorn itself trusts X-Forwarded-* only from the proxy on this host; the app's ProxyFix
-# (TRUSTED_PROXIES hops) decides what request.remote_addr and the scheme are.
+# gunicorn applies no X-Forwarded-* itself (an empty list: no peer is trusted); the app's ProxyFix
+# (TRUSTED_PROXIES hops, default none) decides what request.remote_addr, the scheme and the host
+# are. Production keeps HOST (a platform routes to 0.0.0.0); with nginx on the same host, bind
+# HOST=127.0.0.1 so nothing else reaches gunicorn.
 forwarded_allow_ips = settings["forwarded_allow_ips"]
 # A second gunicorn beside this one (tests, bench) must not fight over the default control socket.
 control_socket_disable = settings["control_socket"] is None

@@ -143,6 +143,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (clinic_id, id)
 );
+-- The client's address (behind the reverse proxy: the address the proxy saw); NULL when unknown,
+-- and for rows written by services that do not know it.
+ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS client_ip inet DEFAULT NULL;
 CREATE INDEX IF NOT EXISTS audit_log_clinic_time_idx ON audit_log (clinic_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS audit_log_patient_idx
     ON audit_log (clinic_id, patient_id, created_at DESC) WHERE patient_id IS NOT NULL;

@@ -16,8 +16,13 @@ MULTIPART_SLACK = 64 * 1024
 POOL_MAX_SIZE = 4
 POOL_TIMEOUT = 3.0  # waiting longer than this for a connection is a 503, not a hang
 # An import waits this long for another import of the same clinic to finish (imports take
-# seconds), well inside the reverse proxy's timeout.
+# seconds). This wait plus the import's own work must stay well inside the reverse proxy's timeout
+# for the import location (180 s in deploy/nginx.conf; tests/test_nginx.py checks the two agree).
 IMPORT_LOCK_WAIT_SECONDS = 20.0
+# Forwarded headers (X-Forwarded-For/-Proto/-Host) are trusted from this many proxies in front:
+# none unless the operator says so, so a client talking to gunicorn directly cannot choose the
+# address, scheme or host the app records.
+TRUSTED_PROXIES = 0
 
 
 def _number(environ: Mapping[str, str], name: str, default, kind=int):
@@ -41,8 +46,10 @@ def app_settings(environ: Mapping[str, str] = os.environ) -> dict:
         "MAX_CONTENT_LENGTH": MAX_UPLOAD_BYTES + MULTIPART_SLACK,
         "POOL_MAX_SIZE": _number(environ, "POOL_MAX_SIZE", POOL_MAX_SIZE),
         "POOL_TIMEOUT": _number(environ, "POOL_TIMEOUT", POOL_TIMEOUT, float),
-        "IMPORT_LOCK_WAIT_SECONDS": IMPORT_LOCK_WAIT_SECONDS,
-        "TRUSTED_PROXIES": _number(environ, "TRUSTED_PROXIES", 1),
+        "IMPORT_LOCK_WAIT_SECONDS": _number(
+            environ, "IMPORT_LOCK_WAIT_SECONDS", IMPORT_LOCK_WAIT_SECONDS, float
+        ),
+        "TRUSTED_PROXIES": _number(environ, "TRUSTED_PROXIES", TRUSTED_PROXIES),
         "LOG_LEVEL": environ.get("LOG_LEVEL") or "INFO",
         "WHATSAPP_VERIFY_TOKEN": environ.get("WHATSAPP_VERIFY_TOKEN") or None,
         "WHATSAPP_APP_SECRET": environ.get("WHATSAPP_APP_SECRET") or None,
@@ -57,7 +64,9 @@ def server_settings(environ: Mapping[str, str] = os.environ) -> dict:
         "workers": _number(environ, "WEB_CONCURRENCY", os.cpu_count() or 2),
         "threads": _number(environ, "GUNICORN_THREADS", 4),
         "timeout": _number(environ, "GUNICORN_TIMEOUT", 60),
-        "forwarded_allow_ips": environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
+        # gunicorn itself trusts nobody's forwarded headers: the app's ProxyFix, with
+        # TRUSTED_PROXIES, is the one place that decides.
+        "forwarded_allow_ips": environ.get("FORWARDED_ALLOW_IPS") or "",
         "control_socket": environ.get("GUNICORN_CONTROL_SOCKET") or None,
         "database_url": environ.get("DATABASE_URL") or None,
         "ready_hint": environ.get("PATIENTS_READY_HINT") or None,

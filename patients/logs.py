@@ -4,6 +4,7 @@ Used by the service and the operator commands alike; the web layer adds the requ
 (patients/api/middleware.py).
 """
 
+import ipaddress
 import json
 import logging
 import re
@@ -18,12 +19,25 @@ SCRUB = [
     (re.compile(r"(?<![\w-])\+?\d[\d\s().-]{5,}\d(?![\w-])"), "[number]"),
 ]
 FIELDS = ("request_id", "method", "path", "status", "ms", "clinic_id", "user_id")
+# Written as they are when they are IP addresses (the phone pattern would mask an IPv4); scrubbed
+# like the rest when not (a misconfigured proxy chain can hand over any text a client sent).
+ADDRESS_FIELDS = ("client_ip",)
 
 
 def scrub(text: str) -> str:
     for pattern, mask in SCRUB:
         text = pattern.sub(mask, text)
     return text
+
+
+def address_or_scrubbed(value):
+    if not isinstance(value, str):
+        return value
+    try:
+        ipaddress.ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return scrub(value)
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,6 +54,9 @@ class JsonFormatter(logging.Formatter):
                 value = getattr(record, key)
                 # A path (or a caller's request id) can carry a DUI, a phone or a token too.
                 entry[key] = scrub(value) if isinstance(value, str) else value
+        for key in ADDRESS_FIELDS:
+            if hasattr(record, key):
+                entry[key] = address_or_scrubbed(getattr(record, key))
         if record.exc_info:
             entry["error"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)

@@ -20,7 +20,8 @@ SELECT json_build_object(
                                            'actor_role', a.actor_role,
                                            'patient_id', a.patient_id,
                                            'details', a.details,
-                                           'request_id', a.request_id)
+                                           'request_id', a.request_id,
+                                           'client_ip', host(a.client_ip))
                                        ORDER BY a.created_at DESC, a.id DESC)
                                   FROM (SELECT * FROM matches
                                          ORDER BY created_at DESC, id DESC

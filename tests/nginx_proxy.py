@@ -217,26 +217,24 @@ class Proxied:
     """A live gunicorn reached through nginx: LiveServer's interface, the requests going via nginx.
 
     `log()` is everything both layers wrote (gunicorn's output, nginx's access and error logs), so
-    a test that reads the log checks what a deployment keeps.
+    a test that reads the log checks what a deployment keeps; anything else (worker_pids(), ...)
+    is the gunicorn's.
     """
 
     def __init__(self, server, proxy: NginxProxy):
         self.server, self.proxy = server, proxy
         self.host, self.port, self.url = proxy.host, proxy.port, proxy.url
-        self.config = server.config
         self.request, self.json, self.raw = proxy.request, proxy.json, proxy.raw
 
     def log(self) -> str:
-        nginx = (
-            self.proxy.prefix / "logs" / "access.log",
-            self.proxy.prefix / "logs" / "error.log",
-        )
+        logs = self.proxy.prefix / "logs"
+        nginx = [logs / "access.log", logs / "error.log"]
         return "\n".join(
             [self.server.log(), *(p.read_text(errors="replace") for p in nginx if p.exists())]
         )
 
-    def worker_pids(self) -> list[int]:
-        return self.server.worker_pids()
+    def __getattr__(self, name):
+        return getattr(self.server, name)
 
 
 @pytest.fixture(scope="module", params=["direct", "nginx"])

@@ -39,6 +39,7 @@ def test_actions_done_through_the_api_are_listed_newest_first(client, clinic):
         f"/api/patients/{patient_id}/block",
         json={"blocked": True, "reason": "spam"},
         headers={**clinic.headers("staff", sub="user-7"), "X-Request-ID": "req-7"},
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
     )
 
     response = get(client, clinic)
@@ -55,6 +56,7 @@ def test_actions_done_through_the_api_are_listed_newest_first(client, clinic):
         "patient_id",
         "details",
         "request_id",
+        "client_ip",
     ]
     assert block["action"] == "patient.block"
     assert block["actor_id"] == "user-7" and block["actor_role"] == "staff"
@@ -62,7 +64,9 @@ def test_actions_done_through_the_api_are_listed_newest_first(client, clinic):
     assert block["details"] == {"from": False, "to": True, "reason": "spam", "dropped_messages": 0}
     assert dt.datetime.fromisoformat(block["created_at"]).tzinfo is not None
     assert block["created_at"].endswith("Z")
+    assert block["client_ip"] == "198.51.100.7"
     assert reveal["action"] == "dui.reveal" and reveal["actor_role"] == "admin"
+    assert reveal["client_ip"] == "127.0.0.1"  # the test client's default peer
     assert "12345678" not in response.get_data(as_text=True)
 
 
@@ -139,3 +143,57 @@ def test_only_the_callers_clinic_is_listed(client, clinic, make_clinic, sql):
         "limit": 50,
     }
     assert get(client, other).json["total"] == 2
+
+
+def test_a_row_written_without_an_address_lists_it_as_null(client, clinic, sql):
+    # Other services insert only the contract's columns.
+    add_entry(sql, clinic, "patients.export")
+    [entry] = get(client, clinic).json["entries"]
+    assert entry["client_ip"] is None
+
+
+def block_as(client, clinic, patient_id, forwarded_for, peer="198.51.100.7"):
+    response = client.patch(
+        f"/api/patients/{patient_id}/block",
+        json={"blocked": True},
+        headers={**clinic.headers(), "X-Forwarded-For": forwarded_for},
+        environ_base={"REMOTE_ADDR": peer},
+    )
+    assert response.status_code == 200, response.json
+    [row] = [row for row in clinic.audit("patient.block") if str(row["patient_id"]) == patient_id]
+    return row["client_ip"] and str(row["client_ip"])
+
+
+@pytest.fixture
+def app_trusting(config):
+    """An app that trusts `hops` proxies' X-Forwarded-For (TRUSTED_PROXIES)."""
+    from app import create_app
+
+    apps = []
+
+    def make(hops):
+        apps.append(create_app({**config, "TRUSTED_PROXIES": hops, "POOL_MAX_SIZE": 1}))
+        return apps[-1].test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["pool"].close()
+
+
+def test_forwarded_headers_are_ignored_unless_proxies_are_trusted(client, clinic, app_trusting):
+    # The default (TRUSTED_PROXIES=0): whoever reaches the app chose nothing; the peer is recorded.
+    patient = clinic.add_patient("Ana Gómez", "+50377650000")
+    assert block_as(client, clinic, patient, "203.0.113.9") == "198.51.100.7"
+    # One proxy in front (nginx, a platform's router): the address it appended, not what the
+    # client wrote before it.
+    other = clinic.add_patient("Juan Pérez", "+50377654321")
+    trusting = app_trusting(1)
+    assert block_as(trusting, clinic, other, "203.0.113.9, 192.0.2.44") == "192.0.2.44"
+
+
+def test_an_address_that_is_not_one_is_recorded_as_unknown(clinic, app_trusting):
+    # Two hops trusted where the chain has one: the client's own text reaches remote_addr. The
+    # action still goes through; the audit does not pretend it is an address.
+    patient = clinic.add_patient("Ana Gómez", "+50377650000")
+    trusting = app_trusting(2)
+    assert block_as(trusting, clinic, patient, "04567891-2, 192.0.2.44") is None

@@ -70,6 +70,8 @@ def test_headers_columns_and_bytes(client, clinic, role):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert response.headers["Content-Disposition"] == 'attachment; filename="pacientes.csv"'
+    # Streams behind a buffering reverse proxy too (tests/test_nginx.py shows it through nginx).
+    assert response.headers["X-Accel-Buffering"] == "no"
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_data()
     # The exact bytes: BOM, header, then rows in list order (Ana before José); names and emails

@@ -86,7 +86,7 @@ CASES = sorted(
 # schemathesis's own pytest integration (`from_fixture`) does not run under pytest 9, so each
 # operation's strategy drives a plain hypothesis test.
 @pytest.mark.parametrize(("label", "mode"), CASES, ids=[f"{c[0]}-{c[1].value}" for c in CASES])
-def test_api_answers_as_described(label, mode, live_server, identities):
+def test_api_answers_as_described(label, mode, http_server, identities):
     operation = OPERATIONS[label]
 
     @settings(
@@ -98,7 +98,7 @@ def test_api_answers_as_described(label, mode, live_server, identities):
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
-        send_as_everyone(case, live_server, identities)
+        send_as_everyone(case, http_server, identities)
 
     run()
 
@@ -119,10 +119,10 @@ def send_as_everyone(case, server, identities):
             case.validate_response(response, checks=CHECKS)
 
 
-def test_a_tenant_token_is_really_used(live_server, identities):
+def test_a_tenant_token_is_really_used(http_server, identities):
     """The fuzzing above would be hollow if its tokens were refused: they are not."""
     for name, headers, patient_id in identities:
-        status, _, body = live_server.json("GET", f"/api/patients/{patient_id}", headers=headers)
+        status, _, body = http_server.json("GET", f"/api/patients/{patient_id}", headers=headers)
         assert status == 200, name
         assert body["dui"] == ("12345678-9" if name.endswith("admin") else None)
 

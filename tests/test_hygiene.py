@@ -62,7 +62,7 @@ def log_lines(server, marker):
 
 
 @pytest.mark.slow
-def test_logs_carry_no_dui_token_or_phone(live_server, make_clinic):
+def test_logs_carry_no_dui_token_or_phone(http_server, make_clinic):
     clinic = make_clinic()
     patient = clinic.add_patient("Log Limpio", PHONE, dui=DUI)
     headers = clinic.headers("admin")
@@ -82,17 +82,17 @@ def test_logs_carry_no_dui_token_or_phone(live_server, make_clinic):
         ("GET", f"/api/patients?page={DUI}"),  # echoed in a validation error's details?
     ]
     for method, path in requests:
-        status, _, _ = live_server.request(
+        status, _, _ = http_server.request(
             method, path, headers={**headers, "X-Request-ID": marker}
         )
         assert status < 500, path
     # A request id chosen by the caller is logged too.
-    live_server.request("GET", "/healthz", headers={"X-Request-ID": DUI})
+    http_server.request("GET", "/healthz", headers={"X-Request-ID": DUI})
     # A bad token carrying the data, too.
-    live_server.request("GET", "/api/patients", headers={"Authorization": f"Bearer {token}x{DUI}"})
-    live_server.request("GET", "/healthz", headers={"X-Request-ID": marker + "-end"})
+    http_server.request("GET", "/api/patients", headers={"Authorization": f"Bearer {token}x{DUI}"})
+    http_server.request("GET", "/healthz", headers={"X-Request-ID": marker + "-end"})
 
-    lines, text = log_lines(live_server, marker + "-end")
+    lines, text = log_lines(http_server, marker + "-end")
     ours = [entry for entry in map(json.loads, lines) if entry.get("request_id") == marker]
     assert len(ours) >= len(requests), "the access log lines are there, with the request id"
     for secret in (DUI, DUI.replace("-", ""), PHONE, PHONE[1:], "77651234", "7765-1234", token):

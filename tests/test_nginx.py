@@ -17,14 +17,15 @@ import time
 
 import pytest
 
-from patients import imports
+from patients import config
 from tests.live import LiveServer
-from tests.nginx_proxy import CONFIG, NginxProxy, require_nginx
+from tests.nginx_proxy import CONFIG, ROOT, NginxProxy, require_nginx
 from tests.test_export import copy_of_export
 
 pytestmark = pytest.mark.slow
 
 ERROR_KEYS = {"code", "message", "details"}
+EXPORT_SQL = (ROOT / "queries" / "export.sql").read_text()
 EXPORT = "/api/patients/export"
 
 
@@ -95,18 +96,30 @@ def location_setting(text: str, location: str, directive: str) -> int:
     return int(value)
 
 
-def test_the_timeouts_agree_with_the_app():
+def seconds(setting: str) -> float:
+    """A PostgreSQL duration as SHOW prints it ('30s', '10min', '1h', '500ms')."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|min|h)", setting).groups()
+    return int(number) * {"ms": 0.001, "s": 1, "min": 60, "h": 3600}[unit]
+
+
+def test_the_timeouts_agree_with_the_app(app):
     text = CONFIG.read_text()
-    # The import may wait for another import of its clinic, then run statements of up to 30 s
-    # each (statement_timeout) on top of its validation: the proxy must outwait all of it, or it
-    # answers 504 while the import commits.
+    with app.extensions["pool"].connection() as conn:
+        statement = seconds(conn.execute("SHOW statement_timeout").fetchone()["statement_timeout"])
+        with conn.transaction(force_rollback=True):
+            conn.execute(re.search(r"SET LOCAL statement_timeout = '\w+'", EXPORT_SQL).group())
+            export = seconds(conn.execute("SHOW statement_timeout").fetchone()["statement_timeout"])
+    # The import may wait for another import of its clinic, then validate the file and run its
+    # statements (each stopped at statement_timeout): the proxy must outwait all of that with a
+    # margin, or it answers 504 while the import goes on to commit.
     import_timeout = location_setting(text, "/api/patients/import", "proxy_read_timeout")
-    assert import_timeout >= 2 * (imports.DEFAULT_LOCK_WAIT_SECONDS + 30) + 30
-    # The export's COPY may run 10 minutes (its statement_timeout); its location waits as long.
-    assert location_setting(text, EXPORT, "proxy_read_timeout") == 600
+    assert import_timeout >= 2 * (config.IMPORT_LOCK_WAIT_SECONDS + statement) + 30
+    # The export's COPY may run as long as its own statement_timeout; its location waits as long.
+    assert location_setting(text, EXPORT, "proxy_read_timeout") == export == 600
     assert re.search(r"location = /api/patients/export \{[^}]*proxy_buffering off;", text)
     # A little over the app's 5 MB (+ multipart envelope), so near the limit the app answers.
     assert re.search(r"^\s*client_max_body_size 6m;", text, re.M)
+    assert config.MAX_UPLOAD_BYTES + config.MULTIPART_SLACK < 6 * 1024 * 1024
     assert "proxy_intercept_errors" not in re.sub(r"#.*", "", text)
 
 
@@ -389,7 +402,7 @@ def test_a_forged_forwarded_for_is_not_what_the_audit_records(stack, clinic):
     )
     assert status == 200
     [row] = clinic.audit("patient.block")
-    assert row["client_ip"] == "127.0.0.2"
+    assert str(row["client_ip"]) == "127.0.0.2"
     status, _, listing = stack.proxy.json(
         "GET", "/api/audit", headers=clinic.headers("admin"), source="127.0.0.2"
     )

@@ -89,8 +89,16 @@ def current_clinic() -> dict:
 
 
 def record(conn, action: str, **fields) -> None:
-    """This request's audit row: the caller and the request id come from the request."""
-    audit.record(conn, caller(), action, request_id=g.get("request_id"), **fields)
+    """This request's audit row: the caller, the request id and the client's address (behind the
+    reverse proxy: the one it saw, as ProxyFix with TRUSTED_PROXIES has it) come from the request."""
+    audit.record(
+        conn,
+        caller(),
+        action,
+        request_id=g.get("request_id"),
+        client_ip=request.remote_addr,
+        **fields,
+    )
 
 
 def dui_keys() -> DuiKeys:

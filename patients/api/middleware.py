@@ -1,7 +1,8 @@
 """What every request and response gets, whatever the route.
 
 - A request id (the caller's `X-Request-ID` when it is sane, a fresh one otherwise), echoed in the
-  answer and stamped on every log line of the request; one JSON access-log line per request.
+  answer and stamped on every log line of the request; one JSON access-log line per request, with
+  the client's address (`client_ip`).
 - A query string that is not UTF-8 is a 400 (werkzeug would quietly turn the bytes into U+FFFD,
   and a search for mojibake would answer 200).
 - Every answer except the docs page's static assets gets `Cache-Control: no-store`: /api answers
@@ -71,6 +72,8 @@ def finish_request(response):
             "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
             "clinic_id": caller.clinic_id if caller else None,
             "user_id": caller.user_id if caller else None,
+            # The socket's peer, or behind TRUSTED_PROXIES the address the proxy saw.
+            "client_ip": request.remote_addr,
         },
     )
     return response

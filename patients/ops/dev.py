@@ -74,6 +74,9 @@ def serve() -> int:
             staff = cli.mint_token(secret, clinic_id, "staff", "demo-staff", 12)
         app.extensions["pool"].close()
 
+        # This machine only: a development server with demo tokens is no one else's business
+        # (HOST=0.0.0.0 make run to show it on the network).
+        os.environ.setdefault("HOST", "127.0.0.1")
         port = server_settings()["port"]
         base = f"http://127.0.0.1:{port}"
         os.environ["PATIENTS_READY_HINT"] = "\n".join(
