@@ -18,7 +18,7 @@ import time
 import pytest
 
 from patients import config
-from tests.live import LiveServer
+from tests.live import LiveServer, report
 from tests.nginx_proxy import CONFIG, ROOT, NginxProxy, require_nginx
 from tests.test_export import copy_of_export
 
@@ -184,17 +184,66 @@ def test_an_upload_just_over_5_mb_is_the_apps_own_413(stack, clinic):
             400,
             "The request could not be read.",
         ),
+        (b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "This method is not allowed here."),
+        (
+            b"POST /api/patients/import HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+            "The request uses an unsupported encoding.",
+        ),
     ],
-    ids=["414-request-line", "431-headers", "400-content-length", "400-garbage", "400-chunk"],
+    ids=[
+        "414-request-line",
+        "431-headers",
+        "400-content-length",
+        "400-garbage",
+        "400-chunk",
+        "405-trace",
+        "501-encoding",
+    ],
 )
 def test_requests_nginx_cannot_read_are_answered_in_json(stack, request_bytes, status, message):
     answer = stack.proxy.raw(request_bytes)
     got, head, body = split(answer)
     assert got == status, answer[:300]
     heads = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
-    error = nginx_error(status, heads, body, "VALIDATION_ERROR")
+    code = "METHOD_NOT_ALLOWED" if status == 405 else "VALIDATION_ERROR"
+    error = nginx_error(status, heads, body, code)
     assert error["message"] == message
     assert b"aaaa" not in body and b"<html" not in answer.lower()
+
+
+ODD_REQUESTS = [
+    b"GET /.errors/503 HTTP/1.1\r\nHost: x\r\n\r\n",  # nginx's internal error pages
+    b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",  # no Host
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://elsewhere.example/api/patients HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    b"GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /a%2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX\x00: y\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\n",
+    b"POST /api/patients/import HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+    b"Content-Length: 99999999\r\n\r\n",
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40,  # TLS on the plain port
+]
+
+
+def test_no_answer_to_an_odd_request_is_html(stack):
+    for data in ODD_REQUESTS:
+        with socket.create_connection((stack.proxy.host, stack.proxy.port), timeout=5) as sock:
+            sock.sendall(data.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+            answer = sock.recv(65536)
+        status, head, body = split(answer)
+        assert 200 <= status < 600 and "content-type: application/json" in head, (data, answer)
+        assert set(json.loads(body)) == ERROR_KEYS, (data, answer)
+        assert b"<html" not in answer.lower()
 
 
 def test_nginx_speaks_spanish_to_a_spanish_client(stack):
@@ -217,7 +266,8 @@ def test_gunicorn_stopped_is_a_json_503_with_retry_after(config, clinic):
             error = nginx_error(status, heads, body, "SERVICE_UNAVAILABLE")
             assert heads["retry-after"] == "5"
             assert error["message"].startswith("The service is unavailable right now.")
-            assert access_line(proxy, heads["x-request-id"])["upstream_status"] == "502"
+            line = access_line(proxy, heads["x-request-id"])
+            assert (line["status"], line["upstream_status"]) == (503, "502")
 
 
 def test_a_gunicorn_that_does_not_answer_in_time_is_a_json_503(clinic):
@@ -234,6 +284,37 @@ def test_a_gunicorn_that_does_not_answer_in_time_is_a_json_503(clinic):
             nginx_error(status, heads, body, "SERVICE_UNAVAILABLE")
             assert heads["retry-after"] == "5"
             assert access_line(proxy, heads["x-request-id"])["upstream_status"] == "504"
+
+
+def test_a_client_that_stops_sending_is_dropped_without_an_answer(clinic):
+    # This test's copy waits 1 s instead of 10 s for the headers and between body reads.
+    source = CONFIG.read_text()
+    for setting in ("client_header_timeout", "client_body_timeout"):
+        assert source.count(f"{setting} 10s;") == 1
+        source = source.replace(f"{setting} 10s;", f"{setting} 1s;")
+    auth = clinic.headers()["Authorization"]
+    stalled = [
+        f"GET /api/patients HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n",
+        f"POST /api/patients/import HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+        "Content-Length: 1000\r\n\r\nNombre,Tel",
+    ]
+    with socket.create_server(("127.0.0.1", 0)) as upstream:
+        upstream.settimeout(0.1)
+        with NginxProxy(upstream.getsockname()[1], source=source) as proxy:
+            for data in stalled:
+                with socket.create_connection((proxy.host, proxy.port), timeout=5) as sock:
+                    sock.sendall(data.encode())
+                    started = time.monotonic()
+                    try:
+                        answer = sock.recv(1000)
+                    except ConnectionResetError:
+                        answer = b""
+                    # Dropped after the timeout (a reset: no HTML, no answer at all).
+                    assert answer == b""
+                    assert 0.5 < time.monotonic() - started < 4
+            # Neither reached the upstream.
+            with pytest.raises(TimeoutError):
+                upstream.accept()
 
 
 # -- the app's own answers pass through untouched -------------------------------------------------
@@ -347,10 +428,10 @@ def stalled_download(proxy, clinic):
         yield first
 
 
-def test_an_abandoned_download_through_the_proxy_is_audited_incomplete(stack, clinic, sql):
+def test_an_abandoned_download_through_the_proxy_is_audited_incomplete(stack, clinic, sql, request):
     add_wide_patients(sql, clinic, TOTAL_ROWS)
 
-    with stalled_download(stack.proxy, clinic):
+    with stalled_download(stack.proxy, clinic) as first:
         # The first bytes are here and PostgreSQL has not finished the file: nothing waits for
         # the last row, and nothing is read ahead of the client.
         assert wait_for(lambda: copy_of_export(sql, clinic.id), 2) == {"state": "active"}
@@ -363,6 +444,11 @@ def test_an_abandoned_download_through_the_proxy_is_audited_incomplete(stack, cl
     # `rows` counts what the app handed to its socket: more than the client received (the
     # buffers between), fewer than the file.
     assert 0 < row["details"]["rows"] < TOTAL_ROWS
+    report(
+        request,
+        f"export through nginx, client gone after its first {len(first)} bytes: "
+        f"{row['details']['rows']} of {TOTAL_ROWS} rows (~1 KB each) handed to the socket",
+    )
     assert wait_for(lambda: copy_of_export(sql, clinic.id) is None)
 
 
