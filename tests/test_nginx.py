@@ -15,9 +15,11 @@ import re
 import socket
 import time
 
+import psycopg
 import pytest
 
-from patients import config
+from patients import config as settings
+from patients.repository import queries
 from tests.live import LiveServer, report
 from tests.nginx_proxy import CONFIG, ROOT, NginxProxy, require_nginx
 from tests.test_export import copy_of_export
@@ -113,13 +115,13 @@ def test_the_timeouts_agree_with_the_app(app):
     # statements (each stopped at statement_timeout): the proxy must outwait all of that with a
     # margin, or it answers 504 while the import goes on to commit.
     import_timeout = location_setting(text, "/api/patients/import", "proxy_read_timeout")
-    assert import_timeout >= 2 * (config.IMPORT_LOCK_WAIT_SECONDS + statement) + 30
+    assert import_timeout >= 2 * (settings.IMPORT_LOCK_WAIT_SECONDS + statement) + 30
     # The export's COPY may run as long as its own statement_timeout; its location waits as long.
     assert location_setting(text, EXPORT, "proxy_read_timeout") == export == 600
     assert re.search(r"location = /api/patients/export \{[^}]*proxy_buffering off;", text)
     # A little over the app's 5 MB (+ multipart envelope), so near the limit the app answers.
     assert re.search(r"^\s*client_max_body_size 6m;", text, re.M)
-    assert config.MAX_UPLOAD_BYTES + config.MULTIPART_SLACK < 6 * 1024 * 1024
+    assert settings.MAX_UPLOAD_BYTES + settings.MULTIPART_SLACK < 6 * 1024 * 1024
     assert "proxy_intercept_errors" not in re.sub(r"#.*", "", text)
 
 
@@ -345,8 +347,6 @@ def test_the_apps_errors_pass_through_unchanged(stack, make_clinic):
 
 
 def test_the_apps_own_503_passes_through_unchanged(stack, clinic, database_url):
-    import psycopg
-
     body = (
         b"--b\r\nContent-Disposition: form-data; name=file; filename=x.csv\r\n\r\n"
         b"Nombre,Telefono\r\nAna,77654321\r\n\r\n--b--\r\n"
@@ -358,12 +358,8 @@ def test_the_apps_own_503_passes_through_unchanged(stack, clinic, database_url):
     }
     # Another import of the clinic holds its lock: the app waits 1 s, then answers its own 503.
     with psycopg.connect(database_url) as holder:
-        holder.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('patients.import:' || %s::text, 0))",
-            (clinic.id,),
-        )
+        queries.lock_clinic_imports(holder, clinic_id=clinic.id)  # an import in progress
         status, heads, raw = stack.proxy.request("POST", "/api/patients/import", body, headers)
-        holder.rollback()
     assert status == 503
     assert json.loads(raw)["code"] == "SERVICE_UNAVAILABLE"
     assert heads["retry-after"] == "10"  # the app's, not nginx's 5
