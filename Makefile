@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test lint format bench bench-quick setup postgres
+.PHONY: run test lint format bench bench-quick setup postgres catalogs messages
 
 run: setup
 	$(PY) -m patients.ops.dev serve
@@ -28,7 +28,22 @@ bench: setup
 bench-quick: setup
 	$(PY) -m bench.run --quick
 
-setup: postgres $(VENV)/.installed
+setup: postgres $(VENV)/.installed catalogs
+
+# The Spanish catalog (translations/es/LC_MESSAGES/messages.po, committed) compiled to the .mo that
+# Flask-Babel reads (git-ignored; the app also compiles a missing or stale one when it starts).
+catalogs: $(VENV)/.installed
+	@$(VENV)/bin/pybabel -q compile -d translations
+
+# After adding or changing a message in the code: collect them all (N_, gettext, ngettext) and
+# merge them into each catalog; then translate the new msgstr "" lines (tests/test_languages.py
+# fails until every one is translated).
+messages: $(VENV)/.installed
+	$(VENV)/bin/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output \
+		--project=patients-api -o translations/messages.pot .
+	$(VENV)/bin/pybabel -q update -i translations/messages.pot -d translations --width=100 \
+		--ignore-obsolete --ignore-pot-creation-date
+	@$(VENV)/bin/pybabel -q compile -d translations
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

@@ -19,19 +19,30 @@ import re
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from patients.messages import N_
+
 log = logging.getLogger(__name__)
 
 # ASCII digits only: \d would also take fullwidth and other scripts' digits.
 DUI_SHAPE = re.compile(r"([0-9]{8})-?([0-9])")
+EIGHT_DIGITS = re.compile(r"[0-9]{8}")
 NONCE_BYTES = 12
 
 
 def normalise_dui(value: str) -> str:
-    """`123456789` or `12345678-9` (spaces around allowed) -> `12345678-9`; ValueError otherwise."""
+    """`123456789`, `12345678-9` or `12345670` (spaces around allowed) -> `12345678-9`; ValueError
+    otherwise.
+
+    Eight digits are a DUI whose leading 0 a spreadsheet dropped (the column was a number column,
+    and most DUIs begin with 0): `12345670` is `01234567-0`.
+    """
     # The message never echoes the value: it may be a real DUI with a typo.
-    match = DUI_SHAPE.fullmatch(value.strip()) if isinstance(value, str) else None
+    text = value.strip() if isinstance(value, str) else ""
+    if EIGHT_DIGITS.fullmatch(text):
+        text = "0" + text
+    match = DUI_SHAPE.fullmatch(text)
     if not match:
-        raise ValueError("a DUI has 9 digits, as 12345678-9")
+        raise ValueError(N_("a DUI has 9 digits, as 12345678-9"))
     return f"{match[1]}-{match[2]}"
 
 

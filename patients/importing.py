@@ -45,23 +45,47 @@ class Patient:
     dui: str | None
 
 
-def validate(sheet: Sheet, region: str) -> tuple[dict[str, Patient], int, int]:
-    """Every row checked; (patients by E.164 phone, rows read, duplicates merged) or INVALID_ROWS.
+@dataclass(slots=True)
+class Checked:
+    """A sheet's rows, checked: what to write, and what the person should know."""
 
-    The same phone twice is one patient: the later row's non-empty cells win.
+    patients: dict[str, Patient]  # by E.164 phone, duplicates merged
+    rows: int
+    merged: int
+    warnings: list[
+        dict
+    ]  # {line, column, reason}: accepted, but changed on the way (at most MAX_LISTED)
+    warning_count: int
+
+
+# The answer stays small whatever the file holds: at most this many problems (or warnings) listed.
+MAX_LISTED = 1000
+
+
+def validate(sheet: Sheet, region: str) -> Checked:
+    """Every row checked, or INVALID_ROWS listing every problem (the first MAX_LISTED) by line.
+
+    The same phone twice is one patient: the later row's non-empty cells win. Reasons never
+    repeat a cell's content.
     """
     patients: dict[str, Patient] = {}
     problems: list[dict] = []
+    problem_count = 0
+    bad_lines: set[int] = set()
+    warnings: list[dict] = []
+    warning_count = 0
     rows = 0
     for line, cells in sheet.records:
         rows += 1
-        row_problems = len(problems)
+        row_problems: list[dict] = []
 
         name = cells["name"]
         if not name.strip():
-            problems.append({"line": line, "column": "name", "reason": N_("a name is required")})
+            row_problems.append(
+                {"line": line, "column": "name", "reason": N_("a name is required")}
+            )
         elif len(name) > MAX_NAME_LENGTH:
-            problems.append(
+            row_problems.append(
                 {
                     "line": line,
                     "column": "name",
@@ -72,40 +96,42 @@ def validate(sheet: Sheet, region: str) -> tuple[dict[str, Patient], int, int]:
         try:
             phone = phones.to_e164(cells["phone"], region)
         except ValueError as exc:
-            problems.append({"line": line, "column": "phone", "reason": str(exc)})
+            row_problems.append({"line": line, "column": "phone", "reason": exc.args[0]})
         email = cells.get("email", "").strip() or None
         if email is not None:
             try:
                 email = validate_email(email, check_deliverability=False).normalized
-            except EmailNotValidError as exc:
-                problems.append(
-                    {
-                        "line": line,
-                        "column": "email",
-                        "reason": N_("not a valid email address (%(error)s)"),
-                        "_params": {"error": str(exc)},
-                    }
+            except EmailNotValidError:
+                # email-validator's own explanation may quote the address: not repeated.
+                row_problems.append(
+                    {"line": line, "column": "email", "reason": N_("not a valid email address")}
                 )
         dui = cells.get("dui", "").strip() or None
         if dui is not None:
             try:
                 dui = normalise_dui(dui)
             except ValueError:
-                problems.append(
+                row_problems.append(
                     {"line": line, "column": "dui", "reason": N_("not a valid DUI (as 12345678-9)")}
                 )
 
-        if len(problems) > row_problems:
+        if row_problems:
+            bad_lines.add(line)
+            problem_count += len(row_problems)
+            problems.extend(row_problems[: max(0, MAX_LISTED - len(problems))])
             continue
-        earlier = patients.get(phone)
+        if phone.note is not None:
+            warning_count += 1
+            if len(warnings) < MAX_LISTED:
+                warnings.append({"line": line, "column": "phone", "reason": phone.note})
+        earlier = patients.get(phone.e164)
         if earlier is None:
-            patients[phone] = Patient(name, email, dui)
+            patients[phone.e164] = Patient(name, email, dui)
         else:
             earlier.name = name
             earlier.email = email or earlier.email
             earlier.dui = dui or earlier.dui
     if problems:
-        bad_rows = len({p["line"] for p in problems})
         raise Rejected(
             "INVALID_ROWS",
             N_(
@@ -113,20 +139,22 @@ def validate(sheet: Sheet, region: str) -> tuple[dict[str, Patient], int, int]:
                 "nothing was written. Fix them and upload the file again."
             ),
             problems,
-            bad_rows=bad_rows,
+            bad_rows=len(bad_lines),
             rows=rows,
-            problems=len(problems),
+            problems=problem_count,
         )
-    return patients, rows, rows - len(patients)
+    return Checked(patients, rows, rows - len(patients), warnings, warning_count)
 
 
 def write(
     conn, clinic_id: str, patients: dict[str, Patient], keys: DuiKeys, lock_wait: float
-) -> tuple[int, int]:
-    """Upsert the patients in the caller's transaction; (created, updated).
+) -> tuple[int, int, int]:
+    """Upsert the patients in the caller's transaction; (created, updated, unchanged).
 
     A DUI's ciphertext is bound to its patient's id, so each DUI is encrypted for the id its row
     will have: the stored id for a known phone (read and locked first), a fresh one otherwise.
+    A known patient's DUI that equals the stored one is not sent again (a fresh ciphertext always
+    differs), so a row bringing nothing new is left untouched and counted as unchanged.
     """
     take_import_lock(conn, clinic_id, lock_wait)
     queries.create_import_rows(conn)
@@ -134,22 +162,29 @@ def write(
         for phone, p in patients.items():
             copy.write_row((p.name, phone, p.email, p.dui is not None))
 
-    queries.create_import_duis(conn)
+    known: dict[str, str] = {}
     if any(p.dui is not None for p in patients.values()):
-        known = {
-            row["phone"]: row["id"]
-            for row in queries.lock_known_phones_with_dui(conn, clinic_id=clinic_id)
-        }
-        copy_duis(
-            conn,
-            keys,
-            clinic_id,
-            (
-                (phone, known.get(phone) or str(uuid.uuid4()), p.dui)
-                for phone, p in patients.items()
-                if p.dui is not None
-            ),
-        )
+        for row in queries.lock_known_phones_with_dui(conn, clinic_id=clinic_id):
+            known[row["phone"]] = row["id"]
+            stored = None
+            if row["dui_ciphertext"] is not None:
+                stored = keys.decrypt(
+                    clinic_id, row["id"], row["dui_ciphertext"], row["dui_key_id"]
+                )
+            if stored is not None and stored == patients[row["phone"]].dui:
+                patients[row["phone"]].dui = None  # nothing new: the stored ciphertext stays
+
+    queries.create_import_duis(conn)
+    copy_duis(
+        conn,
+        keys,
+        clinic_id,
+        (
+            (phone, known.get(phone) or str(uuid.uuid4()), p.dui)
+            for phone, p in patients.items()
+            if p.dui is not None
+        ),
+    )
     result = queries.upsert_import_rows(conn, clinic_id=clinic_id)
 
     # Phones another service created while we encrypted: their DUIs, again, for the real ids.
@@ -165,7 +200,8 @@ def write(
             ),
         )
         queries.apply_import_duis(conn, clinic_id=clinic_id)
-    return result["created"], result["updated"]
+    unchanged = len(patients) - result["created"] - result["updated"]
+    return result["created"], result["updated"], unchanged
 
 
 def take_import_lock(conn, clinic_id: str, wait: float) -> None:

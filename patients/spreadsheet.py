@@ -21,13 +21,18 @@ from patients.messages import N_, Rejected
 
 FIELDS = ("name", "phone", "email", "dui")
 REQUIRED = ("name", "phone")
+# Header names as header_key() folds them (case, accents, punctuation and spaces gone). A sheet's
+# name is one column of NAME, or a first-names column (FIRST_NAMES, or one of NAME) joined with a
+# SURNAMES column by one space: `Nombres` + `Apellidos` -> `Ana María` + `López Núñez`.
+NAME = ("nombre", "name", "fullname", "nombrecompleto", "paciente")
+FIRST_NAMES = ("nombres", "firstname")
+SURNAMES = ("apellidos", "apellido", "lastname")
 ALIASES = {
-    "nombre": "name",
-    "name": "name",
-    "full_name": "name",
-    "telefono": "phone",
-    "phone": "phone",
-    "email": "email",
+    **dict.fromkeys(NAME, "name"),
+    **dict.fromkeys(FIRST_NAMES, "name"),
+    **dict.fromkeys(SURNAMES, "surnames"),
+    **dict.fromkeys(("telefono", "phone", "celular", "movil", "whatsapp", "tel"), "phone"),
+    **dict.fromkeys(("email", "correo", "correoelectronico", "mail"), "email"),
     "dui": "dui",
 }
 DELIMITERS = (",", ";", "\t")
@@ -84,7 +89,8 @@ MISSING_COLUMNS = {
 @dataclass
 class Sheet:
     delimiter: str
-    columns: dict[str, int]  # field -> position in the row
+    columns: dict[str, list[int]]  # field -> positions in the row (name: first names, surnames)
+    report: dict[str, list[str]]  # field -> the header cells used for it, and "ignored"
     records: Iterator[tuple[int, dict[str, str]]]  # (line, {field: cell}) for non-blank rows
 
 
@@ -141,9 +147,10 @@ def sniff_delimiter(header_line: str) -> str:
 
 
 def header_key(cell: str) -> str:
-    """`  Teléfono ` -> `telefono`: case, accents and surrounding spaces do not matter."""
-    decomposed = unicodedata.normalize("NFKD", cell.strip().removeprefix("\ufeff").casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip()
+    """`  Correo electrónico ` -> `correoelectronico`, `E-mail` -> `email`: case, accents,
+    punctuation and spaces do not matter."""
+    decomposed = unicodedata.normalize("NFKD", cell.removeprefix("\ufeff").casefold())
+    return "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c))
 
 
 def clean_cell(cell: str) -> str:
@@ -159,23 +166,28 @@ def clean_cell(cell: str) -> str:
     return cell.strip()
 
 
-def map_columns(header: list[str]) -> dict[str, int]:
-    columns: dict[str, int] = {}
+def map_columns(header: list[str]) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+    """(field -> positions, the `columns` report: field -> header cells, and those ignored)."""
+    found: dict[str, int] = {}
+    ignored: list[str] = []
     for position, cell in enumerate(header):
         field = ALIASES.get(header_key(cell))
         if field is None:
-            continue  # other columns (Registrado, Notas, …) are ignored
-        if field in columns:
-            first = header[columns[field]].strip()
+            if cell.strip():
+                ignored.append(cell.strip())  # Registrado, Notas, …: said, never dropped in silence
+            continue
+        if field in found:
+            first = header[found[field]].strip()
+            shown = "name" if field == "surnames" else field
             raise invalid_csv(
                 N_("Two columns mean %(field)s: %(first)r and %(second)r. Keep only one."),
-                {"column": field, "headers": [first, cell.strip()]},
-                field=field,
+                {"column": shown, "headers": [first, cell.strip()]},
+                field=shown,
                 first=first,
                 second=cell.strip(),
             )
-        columns[field] = position
-    missing = [field for field in REQUIRED if field not in columns]
+        found[field] = position
+    missing = [field for field in REQUIRED if field not in found]
     if missing:
         shown = [cell.strip() for cell in header if cell.strip()][:20]
         raise invalid_csv(
@@ -183,7 +195,14 @@ def map_columns(header: list[str]) -> dict[str, int]:
             {"missing": missing, "found": shown},
             found=", ".join(shown) or N_("nothing"),
         )
-    return columns
+    columns = {field: [position] for field, position in found.items() if field != "surnames"}
+    if "surnames" in found:
+        columns["name"].append(found["surnames"])
+    report = {
+        field: [header[position].strip() for position in columns.get(field, [])] for field in FIELDS
+    }
+    report["ignored"] = ignored
+    return columns, report
 
 
 def read(data: bytes) -> Sheet:
@@ -217,11 +236,11 @@ def read(data: bytes) -> Sheet:
         raise invalid_csv(
             N_("The first line is empty: it should be the header (Nombre,Teléfono,…).")
         )
-    columns = map_columns(header)
-    return Sheet(delimiter, columns, _records(reader, columns))
+    columns, report = map_columns(header)
+    return Sheet(delimiter, columns, report, _records(reader, columns))
 
 
-def _records(reader, columns: dict[str, int]) -> Iterator[tuple[int, dict[str, str]]]:
+def _records(reader, columns: dict[str, list[int]]) -> Iterator[tuple[int, dict[str, str]]]:
     line = 1
     while True:
         line += 1
@@ -243,10 +262,9 @@ def _records(reader, columns: dict[str, int]) -> Iterator[tuple[int, dict[str, s
             ) from None
         if not any(cell.strip() for cell in row):
             continue  # blank rows (Excel leaves `;;;` lines at the end) are not patients
-        yield (
-            line,
-            {
-                field: clean_cell(row[position]) if position < len(row) else ""
-                for field, position in columns.items()
-            },
-        )
+        cells = {
+            field: [clean_cell(row[p]) if p < len(row) else "" for p in positions]
+            for field, positions in columns.items()
+        }
+        # First names and surnames joined by one space; either may be empty.
+        yield line, {field: " ".join(filter(None, parts)) for field, parts in cells.items()}

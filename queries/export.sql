@@ -14,12 +14,14 @@ SET LOCAL statement_timeout = '10min';
 -- spreadsheet would run as a formula (= + - @ tab CR LF) gets a leading ' (OWASP), and every name and email is quoted. So does one that
 -- already starts with ' before such a character ('=x goes out as ''=x), which keeps the rule
 -- reversible: the import takes one ' off a cell of ' characters then a formula character. Phones
--- are E.164 by the table's CHECK (+ then digits only) and go out as they are. Registrado is the
--- day the patient was created, in the clinic's time zone.
+-- go out in libphonenumber's INTERNATIONAL format (`+503 7765 4321`, phone_international() in
+-- schema.sql), which spreadsheets keep as text: an E.164 `+50377654321` is read as the number
+-- 50377654321 and loses its +. Registrado is the day the patient was created, in the clinic's time
+-- zone.
 COPY (
     SELECT CASE WHEN left(ltrim(p.full_name, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.full_name ELSE p.full_name END AS "Nombre",
-           p.phone AS "Teléfono",
+           phone_international(p.phone) AS "Teléfono",
            CASE WHEN left(ltrim(p.email, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.email ELSE p.email END AS "Email",
            to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD') AS "Registrado"

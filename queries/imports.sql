@@ -27,8 +27,9 @@ COPY import_rows (full_name, phone, email, has_dui) FROM STDIN;
 -- name: lock_known_phones_with_dui :many
 -- The ids of the patients the file's DUIs go to, where they exist already: the app encrypts each
 -- DUI for its patient's id before the upsert, so each row is written once. FOR UPDATE keeps these
--- rows (their id and phone) as they are until the import commits.
-SELECT p.id::text AS id, p.phone
+-- rows (their id, phone and DUI) as they are until the import commits. The stored DUI comes along
+-- so the app can tell a DUI the file repeats (sent no further) from a new one.
+SELECT p.id::text AS id, p.phone, p.dui_ciphertext, p.dui_key_id
   FROM patients p
   JOIN import_rows r ON r.phone = p.phone
  WHERE p.clinic_id = %(clinic_id)s
@@ -52,6 +53,9 @@ COPY import_duis (phone, patient_id, dui_ciphertext, dui_key_id) FROM STDIN;
 -- name: upsert_import_rows :one
 -- New phones create patients, known phones update them. An empty cell (NULL here) never erases a
 -- stored value; notes, no_show_count and is_blocked are not in the SET list, so never touched.
+-- A known patient whose cells bring nothing new is not written at all (the WHERE ... IS DISTINCT
+-- FROM): its updated_at stays, and it is neither created nor updated, so the app counts it as
+-- unchanged. A DUI arrives here only when it differs from the stored one (the app compared them).
 -- A DUI is written only to the row whose id it was encrypted for (EXCLUDED.id = p.id); a phone
 -- that another service created after lock_known_phones_with_dui ran comes back in dui_targets
 -- ([[patient id, phone], …]) for the app to encrypt again and apply with apply_import_duis.
@@ -70,6 +74,9 @@ WITH upserted AS (
                                  THEN EXCLUDED.dui_ciphertext ELSE p.dui_ciphertext END,
            dui_key_id     = CASE WHEN EXCLUDED.dui_ciphertext IS NOT NULL AND EXCLUDED.id = p.id
                                  THEN EXCLUDED.dui_key_id ELSE p.dui_key_id END
+     WHERE coalesce(nullif(EXCLUDED.full_name, ''), p.full_name) IS DISTINCT FROM p.full_name
+        OR coalesce(EXCLUDED.email, p.email) IS DISTINCT FROM p.email
+        OR EXCLUDED.dui_ciphertext IS NOT NULL  -- a new DUI (for another id: see dui_targets)
     RETURNING p.id, p.phone, (p.xmax = 0) AS created
 )
 SELECT count(*) FILTER (WHERE u.created)::int AS created,

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from patients.api.export import CHUNK_BYTES
+from patients.phones import international
 from tests.live import LiveServer
 
 URL = "/api/patients/export"
@@ -75,14 +76,16 @@ def test_headers_columns_and_bytes(client, clinic, role):
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_data()
     # The exact bytes: BOM, header, then rows in list order (Ana before José); names and emails
-    # quoted, a missing email empty, phones bare, dates as YYYY-MM-DD.
+    # quoted, a missing email empty, phones in international format (a spreadsheet keeps
+    # `+503 7765 4321` as text, but reads `+50377654321` as a number and drops the +), dates as
+    # YYYY-MM-DD.
     assert (
         body
         == BOM
         + HEADER
         + (
-            '"Ana Gómez",+50377650000,,2025-12-31\n'
-            '"José Núñez",+50377654321,"jose@example.com",2026-05-20\n'
+            '"Ana Gómez",+503 7765 0000,,2025-12-31\n'
+            '"José Núñez",+503 7765 4321,"jose@example.com",2026-05-20\n'
         ).encode()
     )
 
@@ -148,7 +151,7 @@ def test_head_sends_the_headers_and_no_data(client, clinic):
 # -- formulas ------------------------------------------------------------------------------
 
 
-def test_formula_cells_get_a_quote_and_phones_stay_as_they_are(client, clinic):
+def test_formula_cells_get_a_quote_and_phones_are_spaced(client, clinic):
     names = [f"{start}SUM(1+1)*cmd|' /C calc'!A0" for start in FORMULA_STARTS]
     emails = [f"{start}evil{i}@example.com" for i, start in enumerate(FORMULA_STARTS)]
     for i, (name, email) in enumerate(zip(names, emails, strict=True)):
@@ -160,18 +163,19 @@ def test_formula_cells_get_a_quote_and_phones_stay_as_they_are(client, clinic):
     rows = {row[1]: row for row in read_rows(body)}
 
     for i, (name, email) in enumerate(zip(names, emails, strict=True)):
-        assert rows[f"+5037100000{i}"][0] == "'" + name
-        assert rows[f"+5037100000{i}"][2] == "'" + email
-    # Only a first character counts; the phone (validated E.164) goes out as it is.
-    assert rows["+50377654321"][:3] == ["Ana =B1", "+50377654321", "ana+news@example.com"]
+        assert rows[f"+503 7100 000{i}"][0] == "'" + name
+        assert rows[f"+503 7100 000{i}"][2] == "'" + email
+    # Only a first character counts. The phone is not free text (digits the table's CHECK holds,
+    # spaced by phone_international()): it is never guarded, and spreadsheets keep it as text.
+    assert rows["+503 7765 4321"][:3] == ["Ana =B1", "+503 7765 4321", "ana+news@example.com"]
     # A stored ' before a formula character gets one more, so the import's rule (take one ' off
     # a cell of ' characters then a formula character) gives back exactly what was stored.
-    assert rows["+50377654322"][0] == "''=ya escapada"
-    assert rows["+50377654322"][2] == "'o'neil@example.com"
+    assert rows["+503 7765 4322"][0] == "''=ya escapada"
+    assert rows["+503 7765 4322"][2] == "'o'neil@example.com"
     text = body.decode("utf-8-sig")
-    assert ',+50377654321,"ana+news@example.com",' in text
+    assert ',+503 7765 4321,"ana+news@example.com",' in text
     # Every neutralised cell is quoted, so no delimiter, quote or line break escapes from it.
-    assert "\n\"'=SUM(1+1)*cmd|' /C calc'!A0\",+50371000000," in text
+    assert "\n\"'=SUM(1+1)*cmd|' /C calc'!A0\",+503 7100 0000," in text
     assert '"\'@evil3@example.com"' in text
     for line in text.split("\n")[1:]:
         assert not line or line[0] == '"' or line[0] not in "=+-@\t\r"
@@ -211,7 +215,7 @@ def test_no_cell_can_start_a_formula(client, make_clinic, name, email):
                 assert cell == "'" + stored
             else:
                 assert cell == stored
-        assert row[1] == "+50377654321"
+        assert row[1] == "+503 7765 4321"
 
 
 # -- who may export what -------------------------------------------------------------------
@@ -293,7 +297,7 @@ def test_search_and_blocked_narrow_exactly_as_the_list(client, clinic, query):
     exported = export(client, clinic, query)
     assert exported.status_code == 200
 
-    expected = [[p["full_name"], p["phone"]] for p in listed.json["patients"]]
+    expected = [[p["full_name"], international(p["phone"])] for p in listed.json["patients"]]
     assert [row[:2] for row in read_rows(exported.get_data())] == expected
     assert listed.json["total"] == len(expected)
 
@@ -322,8 +326,12 @@ def test_semicolon_delimiter(client, clinic):
     body = export(client, clinic, "delimiter=semicolon").get_data()
 
     assert body.startswith(BOM + "Nombre;Teléfono;Email;Registrado\n".encode())
-    assert '"Pérez; Juan, hijo";+50377654321;"juan@example.com";' in body.decode("utf-8")
-    assert read_rows(body, ";")[0][:3] == ["Pérez; Juan, hijo", "+50377654321", "juan@example.com"]
+    assert '"Pérez; Juan, hijo";+503 7765 4321;"juan@example.com";' in body.decode("utf-8")
+    assert read_rows(body, ";")[0][:3] == [
+        "Pérez; Juan, hijo",
+        "+503 7765 4321",
+        "juan@example.com",
+    ]
     assert export(client, clinic, "delimiter=comma").get_data().startswith(BOM + HEADER)
 
 
@@ -486,7 +494,7 @@ def test_live_server_streams_the_same_bytes_as_curl_gets(config, sql, clinic, tm
         body = out.read_bytes()
         rows = read_rows(body)
         assert len(rows) == 20_001
-        assert rows[0][:3] == ["'=Núñez", "+50377654321", "'@x.example"]
+        assert rows[0][:3] == ["'=Núñez", "+503 7765 4321", "'@x.example"]
 
         # A client that hangs up mid-download: the worker ends the COPY and records it.
         with socket.create_connection(("127.0.0.1", server.port)) as sock:

@@ -28,6 +28,16 @@ def test_response_shape(client, clinic):
         "imported": 3,
         "created": 2,
         "updated": 1,
+        "unchanged": 0,
+        "columns": {
+            "name": ["Nombre"],
+            "phone": ["Teléfono"],
+            "email": [],
+            "dui": [],
+            "ignored": [],
+        },
+        "warnings": [],
+        "warning_count": 0,
         "duplicates_merged": 0,
         "dry_run": False,
     }
@@ -244,7 +254,8 @@ def test_each_import_writes_an_audit_row(client, clinic):
         "rows": 3,
         "imported": 2,
         "created": 1,
-        "updated": 1,
+        "updated": 0,
+        "unchanged": 1,
         "duplicates_merged": 1,
     }
     assert row["created_at"] is not None
@@ -349,7 +360,16 @@ def export_then_import(client, clinic, query=""):
 def assert_unchanged(before, after):
     assert len(before) == len(after)
     for old, new in zip(before, after, strict=True):
-        for column in ("id", "full_name", "phone", "email", "dui_ciphertext", "notes"):
+        # Nothing new, so nothing written: not even updated_at moves.
+        for column in (
+            "id",
+            "full_name",
+            "phone",
+            "email",
+            "dui_ciphertext",
+            "notes",
+            "updated_at",
+        ):
             assert new[column] == old[column], (column, old[column], new[column])
 
 
@@ -374,7 +394,12 @@ def test_round_trip_export_then_import_changes_nothing(client, clinic, query):
         clinic.add_patient(name, f"+503776543{number:02d}", email=f"p{number}@example.com")
     clinic.add_patient("Sin Email", "+50322221111", email="=cmd@example.com", dui="12345678-9")
     body, before, after = export_then_import(client, clinic, query)
-    assert (body["imported"], body["created"], body["updated"]) == (len(before), 0, len(before))
+    assert (body["imported"], body["created"], body["updated"], body["unchanged"]) == (
+        len(before),
+        0,
+        0,
+        len(before),
+    )
     assert_unchanged(before, after)
 
 
@@ -398,5 +423,5 @@ def test_generated_names_round_trip(client, make_clinic, names):
     for number, name in enumerate(names):
         clinic.add_patient(name, f"+5037765431{number}")
     body, before, after = export_then_import(client, clinic)
-    assert body["updated"] == len(names)
+    assert (body["updated"], body["unchanged"]) == (0, len(names))
     assert_unchanged(before, after)

@@ -13,6 +13,7 @@ from flask import Flask, jsonify
 from gunicorn import util
 from werkzeug.exceptions import HTTPException
 
+from patients.api import i18n
 from patients.db import DatabaseUnavailable
 from patients.messages import N_, Rejected
 
@@ -78,8 +79,9 @@ def unavailable(
 
 
 def translate(message: str, params: dict | None = None) -> str:
-    """The message for the person reading it, its placeholders filled in."""
-    return message % params if params else message
+    """The message for the person reading it (Spanish when Accept-Language prefers it; see
+    patients/api/i18n.py), its placeholders filled in."""
+    return i18n.gettext(message, params)
 
 
 def message_of(error: APIError) -> str:

@@ -19,7 +19,8 @@ from patients.api.auth import (
     require_plan,
     require_role,
 )
-from patients.api.errors import too_large, translate, unavailable
+from patients.api.errors import localise, too_large, unavailable
+from patients.api.i18n import ngettext
 from patients.messages import N_
 
 bp = Blueprint("imports", __name__, url_prefix="/api/patients")
@@ -41,39 +42,51 @@ def import_patients():
     file_name, data = read_upload()
     sheet = spreadsheet.read(data)
     del data
-    patients, rows, merged = importing.validate(sheet, current_clinic()["country_code"])
+    checked = importing.validate(sheet, current_clinic()["country_code"])
 
     with db.connection() as conn:
         if dry_run:
             # The very same statements, then rolled back: the counts are exactly the real ones.
             with conn.transaction(force_rollback=True):
-                created, updated = write(conn, patients)
+                created, updated, unchanged = write(conn, checked.patients)
         else:
-            created, updated = write(conn, patients)
+            created, updated, unchanged = write(conn, checked.patients)
             record(
                 conn,
                 "patients.import",
                 details={
                     "file_name": file_name,
-                    "rows": rows,
-                    "imported": created + updated,
+                    "rows": checked.rows,
+                    "imported": created + updated + unchanged,
                     "created": created,
                     "updated": updated,
-                    "duplicates_merged": merged,
+                    "unchanged": unchanged,
+                    "duplicates_merged": checked.merged,
                 },
             )
-    imported = created + updated
-    message = (
-        N_("Dry run: %(imported)d patients would be imported; nothing was written.")
-        if dry_run
-        else N_("Successfully imported %(imported)d patients")
-    )
+    imported = created + updated + unchanged
+    if dry_run:
+        message = ngettext(
+            "Dry run: %(num)d patient would be imported; nothing was written.",
+            "Dry run: %(num)d patients would be imported; nothing was written.",
+            imported,
+        )
+    else:
+        message = ngettext(
+            "Successfully imported %(num)d patient",
+            "Successfully imported %(num)d patients",
+            imported,
+        )
     return {
-        "message": translate(message, {"imported": imported}),
+        "message": message,
         "imported": imported,
         "created": created,
         "updated": updated,
-        "duplicates_merged": merged,
+        "unchanged": unchanged,
+        "columns": sheet.report,
+        "warnings": localise(checked.warnings),
+        "warning_count": checked.warning_count,
+        "duplicates_merged": checked.merged,
         "dry_run": dry_run,
     }
 
@@ -134,7 +147,7 @@ def read_upload() -> tuple[str, bytes]:
     return name, data
 
 
-def write(conn, patients: dict) -> tuple[int, int]:
+def write(conn, patients: dict) -> tuple[int, int, int]:
     try:
         return importing.write(
             conn,
