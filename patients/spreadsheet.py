@@ -230,7 +230,7 @@ def read(data: bytes) -> Sheet:
         header = next(reader, None)
     except csv.Error as exc:
         raise invalid_csv(
-            N_("The header line is not readable CSV: %(error)s."), error=str(exc)
+            N_("The header line is not readable CSV: %(reason)s."), reason=csv_reason(exc)
         ) from None
     if not header or not any(cell.strip() for cell in header):
         raise invalid_csv(
@@ -238,6 +238,17 @@ def read(data: bytes) -> Sheet:
         )
     columns, report = map_columns(header)
     return Sheet(delimiter, columns, report, _records(reader, columns))
+
+
+def csv_reason(exc: csv.Error) -> str:
+    """Python's csv error in words a person can act on (and can be translated)."""
+    if "unexpected end of data" in str(exc):
+        return N_("a quoted cell is never closed (a missing closing quote)")
+    if "expected after" in str(exc):
+        return N_("text after a closing quote (put the whole cell in quotes)")
+    if "field larger than field limit" in str(exc):
+        return N_("a cell is too long")
+    return N_("not readable CSV")
 
 
 def _records(reader, columns: dict[str, list[int]]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -249,11 +260,7 @@ def _records(reader, columns: dict[str, list[int]]) -> Iterator[tuple[int, dict[
         except StopIteration:
             return
         except csv.Error as exc:
-            reason = N_("not readable CSV")
-            if "unexpected end of data" in str(exc):
-                reason = N_("a quoted cell is never closed (a missing closing quote)")
-            elif "expected after" in str(exc):
-                reason = N_("text after a closing quote (put the whole cell in quotes)")
+            reason = csv_reason(exc)
             raise invalid_csv(
                 N_("Line %(line)d is not readable CSV: %(reason)s."),
                 {"line": line, "reason": reason},
