@@ -188,3 +188,7 @@ def test_import_answers_in_spanish(client, clinic):
 def test_english_stays_the_default(client, clinic):
     response = post_csv(client, clinic, "Nombre,Celular\nAna,7765-4321\nBeto,7765-4322\n")
     assert response.json["message"] == "Successfully imported 2 patients"
+
+
+def test_answers_vary_by_language(client):
+    assert "Accept-Language" in client.get("/api/patients").headers.get("Vary", "")

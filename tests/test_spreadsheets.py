@@ -56,9 +56,16 @@ def stored(clinic) -> list[dict]:
     for row in clinic.patients():
         dui = None
         if row["dui_ciphertext"] is not None:
-            dui = clinic.keys.decrypt(clinic.id, row["id"], row["dui_ciphertext"], row["dui_key_id"])
+            dui = clinic.keys.decrypt(
+                clinic.id, row["id"], row["dui_ciphertext"], row["dui_key_id"]
+            )
         rows.append(
-            {"full_name": row["full_name"], "phone": row["phone"], "email": row["email"], "dui": dui}
+            {
+                "full_name": row["full_name"],
+                "phone": row["phone"],
+                "email": row["email"],
+                "dui": dui,
+            }
         )
     return rows
 
@@ -244,7 +251,9 @@ def test_fix_a_few_cells_and_only_those_patients_change(client, clinic):
     add_export_patients(clinic)
     moments_before = moments(clinic)
     text = (FIXTURES / "export-libreoffice.csv").read_text()
-    text = text.replace("Lucía Rivera,+504 9123-4567,,", "Lucía Rivera,+504 9123-4567,lucia@example.com,")
+    text = text.replace(
+        "Lucía Rivera,+504 9123-4567,,", "Lucía Rivera,+504 9123-4567,lucia@example.com,"
+    )
     text = text.replace("Óscar Menjívar,", "Óscar Menjívar Ortiz,")
     text += "Nueva Paciente,7123-4567,,\n"
 
@@ -258,3 +267,109 @@ def test_fix_a_few_cells_and_only_those_patients_change(client, clinic):
     assert rows["+50491234567"]["email"] == "lucia@example.com"
     assert rows["+50683123456"]["full_name"] == "Óscar Menjívar Ortiz"
     assert rows["+50371234567"]["full_name"] == "Nueva Paciente"
+
+
+# -- what staff write, cell by cell ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "columns"),
+    [
+        ("Nombre,Teléfono", {"name": ["Nombre"], "phone": ["Teléfono"]}),
+        (" NOMBRE COMPLETO ;  teléfono ", {"name": ["NOMBRE COMPLETO"], "phone": ["teléfono"]}),
+        ("Paciente,Móvil,E-mail", {"name": ["Paciente"], "phone": ["Móvil"], "email": ["E-mail"]}),
+        (
+            "full_name,WhatsApp,Mail",
+            {"name": ["full_name"], "phone": ["WhatsApp"], "email": ["Mail"]},
+        ),
+        ("Name,Tel.,Correo", {"name": ["Name"], "phone": ["Tel."], "email": ["Correo"]}),
+        ("First name,Last name,Phone", {"name": ["First name", "Last name"], "phone": ["Phone"]}),
+        ("Apellido,Nombre,Celular", {"name": ["Nombre", "Apellido"], "phone": ["Celular"]}),
+        ("Nombres,Celular", {"name": ["Nombres"], "phone": ["Celular"]}),
+    ],
+)
+def test_headers_match_ignoring_case_accents_punctuation_and_spaces(
+    client, clinic, header, columns
+):
+    delimiter = ";" if ";" in header else ","
+    cells = {"name": "Ana", "phone": "7765-4321", "email": "ana@example.com"}
+    row = []
+    for cell in header.split(delimiter):
+        key = next(field for field, used in columns.items() if cell.strip() in used)
+        row.append("López" if cell.strip() in ("Apellido", "Last name") else cells[key])
+    body = imported(post_csv(client, clinic, f"{header}\n{delimiter.join(row)}\n"))
+    assert (
+        body["columns"]
+        == {"name": [], "phone": [], "email": [], "dui": [], "ignored": []} | columns
+    )
+    [patient] = stored(clinic)
+    joined = len(columns["name"]) == 2
+    assert patient["full_name"] == ("Ana López" if joined else "Ana")
+    assert patient["phone"] == "+50377654321"
+
+
+def test_first_names_and_surnames_are_joined_by_one_space(client, clinic):
+    text = "Nombres,Apellidos,Celular\n  Ana  María ,López,77654321\n,Solo Apellido,77654322\nSolo,,77654323\n"
+    imported(post_csv(client, clinic, text))
+    assert [p["full_name"] for p in stored(clinic)] == ["Ana  María López", "Solo Apellido", "Solo"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "e164"),
+    [
+        ("12133734253", "+12133734253"),  # US, its + dropped by a spreadsheet
+        ("50255123456", "+50255123456"),  # Guatemala, the same
+        ("50377654321", "+50377654321"),
+        ("78,553,400", "+50378553400"),  # a number cell with a thousands format
+        ("78.553.400", "+50378553400"),
+        ("12,133,734,253", "+12133734253"),
+        ("'+503 7765 4321", "+50377654321"),
+    ],
+)
+def test_phones_as_spreadsheets_save_them(client, clinic, cell, e164):
+    body = imported(post_csv(client, clinic, f'Nombre,Celular\nAna,"{cell}"\n'))
+    assert body["warnings"] == []
+    assert stored(clinic)[0]["phone"] == e164
+
+
+def test_an_extension_is_dropped_and_said(client, clinic):
+    body = imported(post_csv(client, clinic, "Nombre,Tel\nAna,2222-3333 ext. 12\nBeto,7765-4321\n"))
+    assert body["warnings"] == [
+        {
+            "line": 2,
+            "column": "phone",
+            "reason": "extension dropped: only the number itself is kept",
+        }
+    ]
+    assert body["warning_count"] == 1
+    assert [p["phone"] for p in stored(clinic)] == ["+50322223333", "+50377654321"]
+
+
+@pytest.mark.parametrize(
+    "cell", ["7765-4321 / 2222-3333", "7765-4321, 2222-3333", "77654321 y 22223333"]
+)
+def test_one_phone_per_cell(client, clinic, cell):
+    response = post_csv(client, clinic, f'Nombre,Celular\nAna,"{cell}"\n')
+    assert response.status_code == 400
+    assert response.json["details"] == [
+        {
+            "line": 2,
+            "column": "phone",
+            "reason": "one phone number per cell: this cell holds more than one",
+        }
+    ]
+
+
+def test_an_eight_digit_dui_lost_its_leading_zero(client, clinic):
+    imported(
+        post_csv(
+            client, clinic, "Nombre,Celular,DUI\nAna,77654321,12345670\nBeto,77654322,012345679\n"
+        )
+    )
+    assert [p["dui"] for p in stored(clinic)] == ["01234567-0", "01234567-9"]
+    # The same DUI again, typed either way, is nothing new.
+    again = imported(post_csv(client, clinic, "Nombre,Celular,DUI\nAna,77654321,01234567-0\n"))
+    assert (again["updated"], again["unchanged"]) == (0, 1)
+    changed = imported(post_csv(client, clinic, "Nombre,Celular,DUI\nAna,77654321,01234567-1\n"))
+    assert (changed["updated"], changed["unchanged"]) == (1, 0)
+    assert stored(clinic)[0]["dui"] == "01234567-1"

@@ -6,7 +6,7 @@
 COPY (
     SELECT CASE WHEN left(ltrim(p.full_name, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.full_name ELSE p.full_name END AS "Nombre",
-           p.phone AS "Teléfono",
+           phone_international(p.phone) AS "Teléfono",
            CASE WHEN left(ltrim(p.email, ''''), 1) IN ('=', '+', '-', '@', E'\t', E'\r', E'\n')
                 THEN '''' || p.email ELSE p.email END AS "Email",
            to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD') AS "Registrado"

@@ -18,5 +18,7 @@ SELECT :'clinic_id'::uuid, r.full_name, r.phone, r.email
  ORDER BY r.phone
 ON CONFLICT (clinic_id, phone) DO UPDATE
    SET full_name = coalesce(nullif(EXCLUDED.full_name, ''), p.full_name),
-       email     = coalesce(EXCLUDED.email, p.email);
+       email     = coalesce(EXCLUDED.email, p.email)
+ WHERE coalesce(nullif(EXCLUDED.full_name, ''), p.full_name) IS DISTINCT FROM p.full_name
+    OR coalesce(EXCLUDED.email, p.email) IS DISTINCT FROM p.email;
 COMMIT;

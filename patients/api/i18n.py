@@ -67,6 +67,12 @@ def init_app(app: Flask) -> None:
         locale_selector=select_locale,
     )
 
+    @app.after_request
+    def vary_by_language(response):
+        # The same URL answers in two languages: a shared cache must key on the header.
+        response.vary.add("Accept-Language")
+        return response
+
 
 def gettext(message: str, params: dict | None = None) -> str:
     """`message` (an N_ template) in the request's language, its placeholders filled."""
