@@ -7,7 +7,8 @@ beside the `kty`, `kid`, `alg` and `ext` its keys are generated with). A project
 JWT secret publishes `{"keys": []}`. `JwksServer` serves the same document over HTTP on 127.0.0.1
 (a free port, a thread), with ES256 and RS256 keys generated per run, and lets a test:
 
-- rotate keys (`rotate("ES256")` publishes a new current key; `revoke(key)` withdraws one),
+- rotate keys (`rotate("ES256")` publishes a new current key; `revoke(key)` withdraws one;
+  `publish_raw(jwk)` adds any JWK as given),
 - count the fetches (`fetches`),
 - make the endpoint misbehave: `mode = "down"` (HTTP 503), `"slow"` (answers after `delay`
   seconds), `"garbage"` (not JSON), `"empty"` (`{"keys": []}`), or stop it altogether (`stop()`;
@@ -85,6 +86,9 @@ def unreachable_url() -> str:
 class JwksServer:
     def __init__(self, algs: tuple[str, ...] = ("ES256", "RS256")):
         self.keys: list[SigningKey] = [SigningKey(alg) for alg in algs]
+        self.extra: list[
+            dict
+        ] = []  # JWKs published as given (an attacker's or a misconfigured set)
         self.mode = "ok"
         self.delay = 10.0  # seconds, in "slow" mode: longer than any sane fetch timeout
         self._fetches = 0
@@ -113,9 +117,14 @@ class JwksServer:
         with self._lock:
             self.keys.remove(key)
 
+    def publish_raw(self, jwk: dict) -> None:
+        """Publish a JWK as it is, after the real keys (a symmetric key, another curve, ...)."""
+        with self._lock:
+            self.extra.append(jwk)
+
     def document(self) -> dict:
         with self._lock:
-            return {"keys": [k.jwk for k in self.keys]}
+            return {"keys": [k.jwk for k in self.keys] + list(self.extra)}
 
     # -- what the service did ------------------------------------------------------------
     @property
