@@ -6,7 +6,13 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from patients import config, db, logs
-from patients.api import check_every_api_route_is_guarded, errors, middleware, register_blueprints
+from patients.api import (
+    auth,
+    check_every_api_route_is_guarded,
+    errors,
+    middleware,
+    register_blueprints,
+)
 from patients.dui import DuiKeys
 from patients.ops import cli
 
@@ -33,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     middleware.init_app(app)
     errors.init_app(app)
     db.init_app(app)
+    auth.init_app(app)
     cli.init_app(app)
     register_blueprints(app)
     check_every_api_route_is_guarded(app)

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import jwt
 from jwt import PyJWK
@@ -102,6 +103,7 @@ class JwksCache:
         retry_after_failure: float = 5.0,
         clock=time.monotonic,
     ):
+        check_jwks_url(url)
         self.url = url
         self.timeout = timeout
         self.refresh_after, self.stale_limit = refresh_after, stale_limit
@@ -170,6 +172,23 @@ class JwksCache:
             log.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
             raise JwksUnavailable(str(exc)) from exc
         self._keys, self._fetched_at = keys, self._clock()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_jwks_url(url: str) -> None:
+    """Keys that decide who may read patients travel over https; plain http only on loopback
+    (the Supabase CLI's local stack serves http://127.0.0.1:54321/auth/v1/.well-known/jwks.json)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return
+    if parsed.scheme == "http" and parsed.hostname in LOOPBACK:
+        return
+    raise ValueError(
+        f"{url!r} is not an https URL (http is accepted only on 127.0.0.1/localhost); "
+        "it looks like https://<project-ref>.supabase.co/auth/v1/.well-known/jwks.json"
+    )
 
 
 def usable_keys(document) -> dict[str, PyJWK]:

@@ -2,7 +2,8 @@
 
 Every test makes its own clinics, so tests never see each other's rows and need no cleanup.
 Set TEST_DATABASE_URL to run against an existing (disposable!) database instead. The helpers
-that keep tests short live in tests/helpers.py; the live gunicorn in tests/live.py.
+that keep tests short live in tests/helpers.py; the live gunicorn in tests/live.py; a JWKS
+endpoint like Supabase's in tests/jwks_server.py.
 """
 
 import os
@@ -16,7 +17,7 @@ from patients.db import apply_schema
 from patients.dui import DuiKeys
 from tests.helpers import DUI_KEY, JWT_SECRET, OLD_DUI_KEY, Clinic, database_cluster
 
-pytest_plugins = ["tests.live", "tests.whatsapp_payloads"]
+pytest_plugins = ["tests.live", "tests.whatsapp_payloads", "tests.jwks_server"]
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ JWT secret publishes `{"keys": []}`. `JwksServer` serves the same document over 
   seconds), `"garbage"` (not JSON), `"empty"` (`{"keys": []}`), or stop it altogether (`stop()`;
   nothing listens there any more; `start()` again brings it back on the same port).
 
-    from tests.jwks_server import jwks_server  # noqa: F401  (the fixture)
+A pytest plugin (tests/conftest.py lists it): the `jwks_server` fixture needs no import.
 
 `SigningKey` holds the private key, so `tests/supabase_tokens.py` can sign with it.
 """

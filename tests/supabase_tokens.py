@@ -25,6 +25,7 @@ import uuid
 
 import jwt
 
+from tests.helpers import JWT_SECRET
 from tests.jwks_server import SigningKey
 
 PROJECT_REF = "abcdefghijklmnopqrst"  # Supabase project refs are 20 lower-case letters
@@ -111,8 +112,6 @@ def sign(claims: dict, key, *, kid=None, alg=None, headers=None) -> str:
 def supabase_token(clinic_id, role="staff", key=None, **claims) -> str:
     """A complete Supabase access token; `key` as in `sign()` (default: the test JWT secret)."""
     if key is None:
-        from tests.conftest import JWT_SECRET
-
         return sign(supabase_claims(clinic_id, role, **claims), JWT_SECRET, kid=LEGACY_KID)
     return sign(supabase_claims(clinic_id, role, **claims), key)
 

@@ -17,11 +17,12 @@ import uuid
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import RSAAlgorithm
 
 from app import create_app
-from tests.conftest import JWT_SECRET
-from tests.jwks_server import JwksServer, jwks_server, unreachable_url  # noqa: F401
+from tests.helpers import JWT_SECRET
+from tests.jwks_server import SigningKey, unreachable_url
 from tests.supabase_tokens import (
     ISSUER,
     LEGACY_KID,
@@ -50,7 +51,7 @@ def make_app(config):
 
 
 @pytest.fixture
-def jwks_client(make_app, jwks_server):  # noqa: F811
+def jwks_client(make_app, jwks_server):
     """A client of an app that trusts the test JWKS (and the legacy secret)."""
     return make_app(JWT_JWKS_URL=jwks_server.url).test_client()
 
@@ -89,7 +90,7 @@ def forge(header: dict, claims: dict, hmac_key: bytes | None) -> str:
 @pytest.mark.parametrize("alg", ["HS256", "ES256", "RS256"])
 def test_each_algorithm_in_full_supabase_shape_reads_the_clinics_patients(
     jwks_client,
-    jwks_server,  # noqa: F811
+    jwks_server,
     clinic,
     make_clinic,
     alg,
@@ -134,7 +135,7 @@ def test_hs256_works_beside_an_unreachable_jwks(make_app, clinic):
     assert time.monotonic() - started < 1
 
 
-def test_asymmetric_tokens_need_a_configured_jwks(client, clinic, jwks_server):  # noqa: F811
+def test_asymmetric_tokens_need_a_configured_jwks(client, clinic, jwks_server):
     """Without JWT_JWKS_URL an ES256 token, however well signed, has no key here."""
     token = sign(supabase_claims(clinic.id), jwks_server.current)
     assert_unauthorized(client.get(URL, headers=bearer(token)))
@@ -144,14 +145,14 @@ def test_asymmetric_tokens_need_a_configured_jwks(client, clinic, jwks_server): 
 # -- key rotation, unknown kids, the fetch budget --------------------------------------------
 
 
-def test_the_jwks_is_fetched_once_and_cached(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_the_jwks_is_fetched_once_and_cached(jwks_client, jwks_server, clinic):
     for alg in ("ES256", "RS256", "ES256", "RS256"):
         token = sign(supabase_claims(clinic.id), jwks_server.key(alg))
         assert jwks_client.get(URL, headers=bearer(token)).status_code == 200
     assert jwks_server.fetches == 1
 
 
-def test_a_rotated_key_works_at_once(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_a_rotated_key_works_at_once(jwks_client, jwks_server, clinic):
     old = jwks_server.current
     assert (
         jwks_client.get(URL, headers=bearer(sign(supabase_claims(clinic.id), old))).status_code
@@ -169,7 +170,7 @@ def test_a_rotated_key_works_at_once(jwks_client, jwks_server, clinic):  # noqa:
     assert jwks_server.fetches == 2
 
 
-def test_a_flood_of_made_up_kids_costs_one_fetch(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_a_flood_of_made_up_kids_costs_one_fetch(jwks_client, jwks_server, clinic):
     real = jwks_server.current
     assert (
         jwks_client.get(URL, headers=bearer(sign(supabase_claims(clinic.id), real))).status_code
@@ -189,7 +190,7 @@ def test_a_flood_of_made_up_kids_costs_one_fetch(jwks_client, jwks_server, clini
     )
 
 
-def test_unknown_kids_refetch_again_after_the_interval(make_app, jwks_server, clinic):  # noqa: F811
+def test_unknown_kids_refetch_again_after_the_interval(make_app, jwks_server, clinic):
     client = make_app(JWT_JWKS_URL=jwks_server.url, JWKS_REFETCH_INTERVAL=0.3).test_client()
     bogus = [
         sign(supabase_claims(clinic.id), jwks_server.current, kid=f"made-up-{i}") for i in range(40)
@@ -203,7 +204,7 @@ def test_unknown_kids_refetch_again_after_the_interval(make_app, jwks_server, cl
     assert jwks_server.fetches == 3  # one more per interval, however many kids
 
 
-def test_a_revoked_key_stops_working_at_the_next_refresh(make_app, jwks_server, clinic):  # noqa: F811
+def test_a_revoked_key_stops_working_at_the_next_refresh(make_app, jwks_server, clinic):
     client = make_app(JWT_JWKS_URL=jwks_server.url, JWKS_REFRESH_AFTER=0.2).test_client()
     key = jwks_server.key("RS256")
     assert client.get(URL, headers=bearer(sign(supabase_claims(clinic.id), key))).status_code == 200
@@ -220,7 +221,7 @@ UNAVAILABLE = "The keys that verify this token cannot be fetched right now; try 
 @pytest.mark.parametrize("mode", ["stopped", "slow", "down", "garbage"])
 def test_an_unusable_jwks_is_401_within_a_bounded_time(
     make_app,
-    jwks_server,  # noqa: F811
+    jwks_server,
     clinic,
     mode,
 ):
@@ -242,7 +243,7 @@ def test_an_unusable_jwks_is_401_within_a_bounded_time(
         assert jwks_server.fetches == 1
 
 
-def test_an_empty_jwks_is_no_key_at_all(make_app, jwks_server, clinic):  # noqa: F811
+def test_an_empty_jwks_is_no_key_at_all(make_app, jwks_server, clinic):
     """A project still on the legacy secret publishes {"keys": []}: asymmetric tokens are 401."""
     jwks_server.mode = "empty"
     client = make_app(JWT_JWKS_URL=jwks_server.url).test_client()
@@ -251,7 +252,7 @@ def test_an_empty_jwks_is_no_key_at_all(make_app, jwks_server, clinic):  # noqa:
     assert client.get(URL, headers=bearer(supabase_token(clinic.id))).status_code == 200
 
 
-def test_concurrent_requests_share_one_slow_fetch(make_app, jwks_server, clinic):  # noqa: F811
+def test_concurrent_requests_share_one_slow_fetch(make_app, jwks_server, clinic):
     app = make_app(JWT_JWKS_URL=jwks_server.url)
     token = sign(supabase_claims(clinic.id), jwks_server.current)
     jwks_server.mode = "slow"
@@ -272,7 +273,7 @@ def test_concurrent_requests_share_one_slow_fetch(make_app, jwks_server, clinic)
     assert jwks_server.fetches == 1
 
 
-def test_the_jwks_coming_back_is_noticed(make_app, jwks_server, clinic):  # noqa: F811
+def test_the_jwks_coming_back_is_noticed(make_app, jwks_server, clinic):
     client = make_app(JWT_JWKS_URL=jwks_server.url, JWKS_RETRY_AFTER_FAILURE=0.2).test_client()
     token = sign(supabase_claims(clinic.id), jwks_server.current)
     jwks_server.stop()
@@ -282,7 +283,7 @@ def test_the_jwks_coming_back_is_noticed(make_app, jwks_server, clinic):  # noqa
     assert client.get(URL, headers=bearer(token)).status_code == 200
 
 
-def test_known_keys_outlive_a_failed_refresh_for_a_while(make_app, jwks_server, clinic):  # noqa: F811
+def test_known_keys_outlive_a_failed_refresh_for_a_while(make_app, jwks_server, clinic):
     """A refresh that fails keeps the keys already known, up to their stale limit, then 401."""
     client = make_app(
         JWT_JWKS_URL=jwks_server.url,
@@ -303,7 +304,7 @@ def test_known_keys_outlive_a_failed_refresh_for_a_while(make_app, jwks_server, 
 # -- the algorithm follows the key, never the header ------------------------------------------
 
 
-def test_hs256_signed_with_a_published_public_key_is_refused(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_hs256_signed_with_a_published_public_key_is_refused(jwks_client, jwks_server, clinic):
     for key in jwks_server.keys:
         claims = supabase_claims(clinic.id, "admin")
         for header in (
@@ -320,7 +321,7 @@ def test_hs256_signed_with_a_published_public_key_is_refused(jwks_client, jwks_s
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", ""])
-def test_alg_none_with_a_published_kid_is_refused(jwks_client, jwks_server, clinic, alg):  # noqa: F811
+def test_alg_none_with_a_published_kid_is_refused(jwks_client, jwks_server, clinic, alg):
     header = {"alg": alg, "typ": "JWT", "kid": jwks_server.current.kid}
     token = forge(header, supabase_claims(clinic.id, "admin"), hmac_key=None)
     assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
@@ -338,7 +339,7 @@ def test_alg_none_with_a_published_kid_is_refused(jwks_client, jwks_server, clin
 )
 def test_an_algorithm_the_key_does_not_name_is_refused(
     jwks_client,
-    jwks_server,  # noqa: F811
+    jwks_server,
     clinic,
     key_alg,
     header_alg,
@@ -356,7 +357,7 @@ def test_an_algorithm_the_key_does_not_name_is_refused(
     assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
 
 
-def test_a_token_naming_another_keys_kid_is_refused(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_a_token_naming_another_keys_kid_is_refused(jwks_client, jwks_server, clinic):
     """Signed by the ES256 key but naming the RS256 key's kid (and vice versa)."""
     es, rs = jwks_server.key("ES256"), jwks_server.key("RS256")
     for signer, named in ((es, rs), (rs, es)):
@@ -364,7 +365,7 @@ def test_a_token_naming_another_keys_kid_is_refused(jwks_client, jwks_server, cl
         assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
 
 
-def test_an_asymmetric_token_without_a_kid_is_refused(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_an_asymmetric_token_without_a_kid_is_refused(jwks_client, jwks_server, clinic):
     token = jwt.encode(
         supabase_claims(clinic.id), jwks_server.current.private_key, algorithm="ES256"
     )
@@ -372,7 +373,7 @@ def test_an_asymmetric_token_without_a_kid_is_refused(jwks_client, jwks_server, 
     assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
 
 
-def test_a_symmetric_key_in_the_jwks_is_never_used(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_a_symmetric_key_in_the_jwks_is_never_used(jwks_client, jwks_server, clinic):
     """An HMAC secret published in the JWKS (anyone can read it) verifies nothing."""
     secret = b"published-for-everyone-to-read-0123456789"
     jwks_server.publish_raw(
@@ -386,14 +387,32 @@ def test_a_symmetric_key_in_the_jwks_is_never_used(jwks_client, jwks_server, cli
     assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
 
 
-def test_keys_not_meant_for_verifying_are_not_used(jwks_client, jwks_server, clinic):  # noqa: F811
-    from tests.jwks_server import SigningKey
-
+def test_keys_not_meant_for_verifying_are_not_used(jwks_client, jwks_server, clinic):
     for override in ({"use": "enc"}, {"key_ops": ["encrypt"]}, {"alg": "ES384"}):
         key = SigningKey("ES256")
         jwks_server.publish_raw({**key.jwk, **override})
         token = sign(supabase_claims(clinic.id), key)
         assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # signing with it
+def test_a_short_rsa_key_in_the_jwks_is_never_used(jwks_client, jwks_server, clinic):
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (the point)
+    jwk = RSAAlgorithm.to_jwk(weak.public_key(), as_dict=True)
+    jwks_server.publish_raw(
+        {**jwk, "alg": "RS256", "kid": "weak", "use": "sig", "key_ops": ["verify"]}
+    )
+    token = jwt.encode(supabase_claims(clinic.id), weak, algorithm="RS256", headers={"kid": "weak"})
+    assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_times_written_as_strings_are_refused(jwks_client, jwks_server, clinic, claim):
+    """PyJWT reads "1700000000" as a time; a token that writes it so is not Supabase's."""
+    token = sign(
+        supabase_claims(clinic.id, **{claim: str(int(time.time()) - 60)}), jwks_server.current
+    )
+    assert_unauthorized(jwks_client.get(URL, headers=bearer(token)))
 
 
 # -- audience and issuer ------------------------------------------------------------------
@@ -402,7 +421,7 @@ def test_keys_not_meant_for_verifying_are_not_used(jwks_client, jwks_server, cli
 @pytest.mark.parametrize(
     "aud", ["anon", "service_role", "other-service", ["anon"], [], "", 7, {"aud": 1}]
 )
-def test_other_audiences_are_refused(jwks_client, jwks_server, clinic, aud):  # noqa: F811
+def test_other_audiences_are_refused(jwks_client, jwks_server, clinic, aud):
     for key in (JWT_SECRET, jwks_server.current):
         token = sign(supabase_claims(clinic.id, aud=aud), key)
         assert_unauthorized(
@@ -411,7 +430,7 @@ def test_other_audiences_are_refused(jwks_client, jwks_server, clinic, aud):  # 
         )
 
 
-def test_a_list_of_audiences_containing_authenticated_is_accepted(jwks_client, jwks_server, clinic):  # noqa: F811
+def test_a_list_of_audiences_containing_authenticated_is_accepted(jwks_client, jwks_server, clinic):
     token = sign(
         supabase_claims(clinic.id, aud=["other-service", "authenticated"]), jwks_server.current
     )
@@ -437,22 +456,26 @@ def test_the_audience_is_configurable(make_app, clinic):
     )
 
 
-def test_the_issuer_must_match_when_configured(make_app, jwks_server, clinic):  # noqa: F811
+def test_the_issuer_must_match_when_configured(make_app, jwks_server, clinic):
     client = make_app(JWT_JWKS_URL=jwks_server.url, JWT_ISSUER=ISSUER).test_client()
+    other = "https://zyxwvutsrqponmlkjihg.supabase.co/auth/v1"
+    message = "The token was not issued by the configured Supabase project."
     for key in (JWT_SECRET, jwks_server.current):
-        assert (
-            client.get(URL, headers=bearer(sign(supabase_claims(clinic.id), key))).status_code
-            == 200
-        )
-        other = "https://zyxwvutsrqponmlkjihg.supabase.co/auth/v1"
-        message = "The token was not issued by the configured Supabase project."
+        token = sign(supabase_claims(clinic.id), key)
+        assert client.get(URL, headers=bearer(token)).status_code == 200
         for claims in (
             supabase_claims(clinic.id, iss=other),
             supabase_claims(clinic.id, iss=ISSUER + "/"),
-            supabase_claims(clinic.id, iss=[ISSUER]),
             supabase_claims(clinic.id, drop=("iss",)),
         ):
             assert_unauthorized(client.get(URL, headers=bearer(sign(claims, key))), message)
+    # A list holding the issuer is not the issuer (PyJWT will not even encode one: forged by hand).
+    listed = forge(
+        {"alg": "HS256", "typ": "JWT"},
+        supabase_claims(clinic.id, iss=[ISSUER]),
+        JWT_SECRET.encode(),
+    )
+    assert_unauthorized(client.get(URL, headers=bearer(listed)), message)
 
 
 def test_any_issuer_is_accepted_when_none_is_configured(client, clinic):
@@ -482,7 +505,7 @@ def leeway_cases():
 
 @pytest.mark.parametrize("case", list(leeway_cases()))
 @pytest.mark.parametrize("alg", ["HS256", "ES256"])
-def test_leeway_edges(jwks_client, jwks_server, clinic, case, alg):  # noqa: F811
+def test_leeway_edges(jwks_client, jwks_server, clinic, case, alg):
     claims_override, accepted = leeway_cases()[case]
     key = JWT_SECRET if alg == "HS256" else jwks_server.current
     token = sign(supabase_claims(clinic.id, **claims_override), key)
