@@ -38,8 +38,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     logs.configure(app.config["LOG_LEVEL"], filters=[middleware.RequestIdFilter()])
     middleware.init_app(app)
     errors.init_app(app)
+    auth.init_app(app)  # before the pool: a bad JWT_JWKS_URL stops the start with nothing opened
     db.init_app(app)
-    auth.init_app(app)
     cli.init_app(app)
     register_blueprints(app)
     check_every_api_route_is_guarded(app)

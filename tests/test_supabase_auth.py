@@ -23,6 +23,7 @@ from jwt.algorithms import RSAAlgorithm
 from app import create_app
 from tests.helpers import JWT_SECRET
 from tests.jwks_server import SigningKey, unreachable_url
+from tests.live import LiveServer
 from tests.supabase_tokens import (
     ISSUER,
     LEGACY_KID,
@@ -582,3 +583,37 @@ def test_mint_token_without_an_issuer_leaves_iss_out(runner, clinic):
     )
     assert "iss" not in claims
     assert claims["app_metadata"]["role"] == "staff"
+
+
+# -- the same from the environment, under gunicorn ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_gunicorn_reads_the_supabase_settings_from_the_environment(config, jwks_server, clinic):
+    clinic.add_patient("Ana Gunicorn", "+50370000008")
+    env = {"JWT_JWKS_URL": jwks_server.url, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": "authenticated"}
+    with LiveServer(config, env=env, workers=1, threads=2) as server:
+        for key in (jwks_server.key("ES256"), jwks_server.key("RS256"), JWT_SECRET):
+            status, _, body = server.json(
+                "GET", URL, headers=bearer(sign(supabase_claims(clinic.id), key))
+            )
+            assert status == 200, body
+            assert [p["full_name"] for p in body["patients"]] == ["Ana Gunicorn"]
+        other_project = supabase_claims(
+            clinic.id, iss="https://zyxwvutsrqponmlkjihg.supabase.co/auth/v1"
+        )
+        status, _, body = server.json(
+            "GET", URL, headers=bearer(sign(other_project, jwks_server.current))
+        )
+        assert (status, body["code"]) == (401, "UNAUTHORIZED")
+    assert jwks_server.fetches == 1  # one worker, one fetch
+
+
+def test_a_jwks_url_that_is_not_https_refuses_to_start(config):
+    for url in (
+        "http://abcdefghijklmnopqrst.supabase.co/auth/v1/.well-known/jwks.json",
+        "file:///etc/passwd",
+        "jwks.json",
+    ):
+        with pytest.raises(RuntimeError, match="JWT_JWKS_URL"):
+            create_app({**config, "JWT_JWKS_URL": url})
