@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import RSAAlgorithm
 
 from app import create_app
+from patients import tokens
 from tests.helpers import JWT_SECRET
 from tests.jwks_server import SigningKey, unreachable_url
 from tests.live import LiveServer
@@ -617,3 +618,25 @@ def test_a_jwks_url_that_is_not_https_refuses_to_start(config):
     ):
         with pytest.raises(RuntimeError, match="JWT_JWKS_URL"):
             create_app({**config, "JWT_JWKS_URL": url})
+
+
+def test_the_openapi_bearer_scheme_says_what_is_accepted(client):
+    """The description follows the rules in patients/tokens.py (algorithms, leeway, settings)."""
+    spec = client.get("/api/openapi.json").json
+    described = spec["components"]["securitySchemes"]["bearerAuth"]["description"]
+    for fact in (
+        *tokens.ASYMMETRIC,
+        "HS256",
+        "`kid`",
+        f"{tokens.LEEWAY_SECONDS} s",
+        "JWT_SECRET",
+        "JWT_JWKS_URL",
+        "JWT_AUDIENCE",
+        "JWT_ISSUER",
+        "`alg: none`",
+        "`anon`",
+        "`service_role`",
+        "app_metadata.clinic_id",
+        "`user_metadata` is never read",
+    ):
+        assert fact in described, fact

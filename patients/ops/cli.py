@@ -66,16 +66,9 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-@click.command("mint-token")
-@with_appcontext
-@click.option("--clinic", "clinic_id", required=True, type=click.UUID)
-@click.option("--role", type=click.Choice(["admin", "staff"]), default="staff", show_default=True)
-@click.option("--sub", default="operator", show_default=True, help="The user id in the token.")
-@click.option("--hours", default=12.0, show_default=True, help="How long the token lives.")
-def mint_token_command(clinic_id, role, sub, hours):
-    """Print a bearer token for a user of a clinic (JWT_AUDIENCE, JWT_ISSUER as configured)."""
-    settings = current_app.config
-    token = mint_token(
+def mint_configured_token(settings, clinic_id: str, role: str, sub: str, hours: float) -> str:
+    """A token this app (its JWT_SECRET, JWT_AUDIENCE, JWT_ISSUER) accepts."""
+    return mint_token(
         settings["JWT_SECRET"],
         clinic_id,
         role,
@@ -84,7 +77,17 @@ def mint_token_command(clinic_id, role, sub, hours):
         audience=settings["JWT_AUDIENCE"],
         issuer=settings["JWT_ISSUER"],
     )
-    click.echo(token)
+
+
+@click.command("mint-token")
+@with_appcontext
+@click.option("--clinic", "clinic_id", required=True, type=click.UUID)
+@click.option("--role", type=click.Choice(["admin", "staff"]), default="staff", show_default=True)
+@click.option("--sub", default="operator", show_default=True, help="The user id in the token.")
+@click.option("--hours", default=12.0, show_default=True, help="How long the token lives.")
+def mint_token_command(clinic_id, role, sub, hours):
+    """Print a bearer token for a user of a clinic (JWT_AUDIENCE, JWT_ISSUER as configured)."""
+    click.echo(mint_configured_token(current_app.config, clinic_id, role, sub, hours))
 
 
 @click.command("seed-demo")
