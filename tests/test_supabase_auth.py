@@ -221,12 +221,7 @@ UNAVAILABLE = "The keys that verify this token cannot be fetched right now; try 
 
 
 @pytest.mark.parametrize("mode", ["stopped", "slow", "down", "garbage"])
-def test_an_unusable_jwks_is_401_within_a_bounded_time(
-    make_app,
-    jwks_server,
-    clinic,
-    mode,
-):
+def test_an_unusable_jwks_is_401_within_a_bounded_time(make_app, jwks_server, clinic, mode):
     client = make_app(JWT_JWKS_URL=jwks_server.url).test_client()
     token = sign(supabase_claims(clinic.id), jwks_server.current)
     if mode == "stopped":
