@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from patients import config, db, logs
 from patients.api import (
+    auth,
     check_every_api_route_is_guarded,
     errors,
     i18n,
@@ -39,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     middleware.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)
+    auth.init_app(app)  # before the pool: a bad JWT_JWKS_URL stops the start with nothing opened
     db.init_app(app)
     cli.init_app(app)
     register_blueprints(app)

@@ -24,6 +24,18 @@ IMPORT_LOCK_WAIT_SECONDS = 20.0
 # address, scheme or host the app records.
 TRUSTED_PROXIES = 0
 
+# Supabase Auth's access tokens say `aud: "authenticated"` for a signed-in user.
+JWT_AUDIENCE = "authenticated"
+# The JWKS (Supabase's published signing keys), see patients/tokens.py JwksCache: a fetch gives
+# up after JWKS_TIMEOUT; the keys are refreshed after JWKS_REFRESH_AFTER and, should the refresh
+# fail, trusted until JWKS_STALE_LIMIT; an unknown kid refetches at most once per
+# JWKS_REFETCH_INTERVAL; a failed fetch is not retried for JWKS_RETRY_AFTER_FAILURE (seconds).
+JWKS_TIMEOUT = 2.0
+JWKS_REFRESH_AFTER = 300.0
+JWKS_STALE_LIMIT = 600.0
+JWKS_REFETCH_INTERVAL = 10.0
+JWKS_RETRY_AFTER_FAILURE = 5.0
+
 
 def _number(environ: Mapping[str, str], name: str, default, kind=int):
     raw = environ.get(name, "").strip()
@@ -41,6 +53,14 @@ def app_settings(environ: Mapping[str, str] = os.environ) -> dict:
     return {
         "DATABASE_URL": environ.get("DATABASE_URL") or None,
         "JWT_SECRET": environ.get("JWT_SECRET") or None,
+        "JWT_JWKS_URL": environ.get("JWT_JWKS_URL") or None,
+        "JWT_AUDIENCE": environ.get("JWT_AUDIENCE") or JWT_AUDIENCE,
+        "JWT_ISSUER": environ.get("JWT_ISSUER") or None,
+        "JWKS_TIMEOUT": JWKS_TIMEOUT,
+        "JWKS_REFRESH_AFTER": JWKS_REFRESH_AFTER,
+        "JWKS_STALE_LIMIT": JWKS_STALE_LIMIT,
+        "JWKS_REFETCH_INTERVAL": JWKS_REFETCH_INTERVAL,
+        "JWKS_RETRY_AFTER_FAILURE": JWKS_RETRY_AFTER_FAILURE,
         "DUI_KEYS": environ.get("DUI_KEYS") or None,
         "MAX_UPLOAD_BYTES": MAX_UPLOAD_BYTES,
         "MAX_CONTENT_LENGTH": MAX_UPLOAD_BYTES + MULTIPART_SLACK,

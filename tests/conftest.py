@@ -2,8 +2,9 @@
 
 Every test makes its own clinics, so tests never see each other's rows and need no cleanup.
 Set TEST_DATABASE_URL to run against an existing (disposable!) database instead. The helpers
-that keep tests short live in tests/helpers.py; the live gunicorn in tests/live.py, and nginx
-in front of it (deploy/nginx.conf) in tests/nginx_proxy.py.
+that keep tests short live in tests/helpers.py; the live gunicorn in tests/live.py, nginx in front
+of it (deploy/nginx.conf) in tests/nginx_proxy.py, a JWKS endpoint like Supabase's in
+tests/jwks_server.py.
 """
 
 import os
@@ -17,7 +18,7 @@ from patients.db import apply_schema
 from patients.dui import DuiKeys
 from tests.helpers import DUI_KEY, JWT_SECRET, OLD_DUI_KEY, Clinic, database_cluster
 
-pytest_plugins = ["tests.live", "tests.nginx_proxy", "tests.whatsapp_payloads"]
+pytest_plugins = ["tests.live", "tests.nginx_proxy", "tests.whatsapp_payloads", "tests.jwks_server"]
 
 
 @pytest.fixture(scope="session")

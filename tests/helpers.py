@@ -55,10 +55,14 @@ def imported(response):
 
 
 def make_token(clinic_id, role="staff", sub="user-1", secret=JWT_SECRET, expires_in=3600, **claims):
+    """An HS256 token with the claims that decide (sub, exp, aud, iat, app_metadata), as
+    mint-token makes them; tests/supabase_tokens.py has Supabase's complete shape."""
     now = dt.datetime.now(dt.UTC)
     payload = {
         "sub": sub,
+        "aud": "authenticated",
         "exp": now + dt.timedelta(seconds=expires_in),
+        "iat": now,
         "app_metadata": {"clinic_id": str(clinic_id), "role": role},
         **claims,
     }

@@ -8,6 +8,7 @@ import jwt
 import pytest
 
 from tests.helpers import JWT_SECRET, make_token
+from tests.supabase_tokens import supabase_token
 
 URL = "/api/patients"
 
@@ -94,22 +95,17 @@ def test_unusable_clinic(client, clinic_id):
 
 
 def test_supabase_style_claims(client, clinic):
-    """Supabase: top-level role is the database role; ours is in app_metadata."""
-    clinic.add_patient("Ana Supabase", "+50370000001")
-    token = make_token(
-        clinic.id,
-        role="staff",
-        aud="authenticated",
-        app_metadata={"clinic_id": clinic.id, "role": "admin"},
-    )
-    token = make_token(
-        "ignored",
-        app_metadata={"clinic_id": clinic.id, "role": "admin", "provider": "email"},
-        role="authenticated",
-    )
+    """Supabase: top-level role is the database role (`authenticated`); ours is in app_metadata.
+
+    The whole Supabase shape, every algorithm and the JWKS are in tests/test_supabase_auth.py.
+    """
+    patient = clinic.add_patient("Ana Supabase", "+50370000001", dui="12345678-9")
+    token = supabase_token(clinic.id, "admin")
+    assert jwt.decode(token, options={"verify_signature": False})["role"] == "authenticated"
     response = client.get(URL, headers=bearer(token))
     assert response.status_code == 200
     assert [p["full_name"] for p in response.json["patients"]] == ["Ana Supabase"]
+    assert client.get(f"{URL}/{patient}", headers=bearer(token)).json["dui"] == "12345678-9"
 
 
 def test_top_level_claims(client, clinic):

@@ -8,7 +8,7 @@
 
 import functools
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 
 from patients import audit, db, tokens
 from patients.api.errors import APIError, forbidden, unauthorized
@@ -20,13 +20,37 @@ from patients.tokens import ROLES, Caller
 __all__ = ["Caller", "caller", "public", "require_plan", "require_role", "reveals_dui"]
 
 
+def init_app(app: Flask) -> None:
+    """The token settings, built once per worker: its threads share the JWKS cache."""
+    settings = app.config
+    jwks = None
+    if settings["JWT_JWKS_URL"]:
+        try:
+            jwks = tokens.JwksCache(
+                settings["JWT_JWKS_URL"],
+                timeout=settings["JWKS_TIMEOUT"],
+                refresh_after=settings["JWKS_REFRESH_AFTER"],
+                stale_limit=settings["JWKS_STALE_LIMIT"],
+                refetch_interval=settings["JWKS_REFETCH_INTERVAL"],
+                retry_after_failure=settings["JWKS_RETRY_AFTER_FAILURE"],
+            )
+        except ValueError as exc:
+            raise RuntimeError(f"JWT_JWKS_URL: {exc}") from None
+    app.extensions["token_settings"] = tokens.TokenSettings(
+        secret=settings["JWT_SECRET"],
+        jwks=jwks,
+        audience=settings["JWT_AUDIENCE"],
+        issuer=settings["JWT_ISSUER"],
+    )
+
+
 def read_token() -> Caller:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized()
     try:
-        return tokens.read(token.strip(), current_app.config["JWT_SECRET"])
+        return tokens.verify(token.strip(), current_app.extensions["token_settings"])
     except tokens.Refused as refused:
         raise unauthorized(refused.message) from None
 

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import random
+import time
 import uuid
 import zoneinfo
 
@@ -39,15 +40,43 @@ def create_clinic_command(name, plan, country_code, timezone):
     click.echo(clinic["id"])
 
 
-def mint_token(secret: str, clinic_id: str, role: str, sub: str, hours: float) -> str:
-    now = dt.datetime.now(dt.UTC)
+def mint_token(
+    secret: str,
+    clinic_id: str,
+    role: str,
+    sub: str,
+    hours: float,
+    *,
+    audience: str = "authenticated",
+    issuer: str | None = None,
+) -> str:
+    """A token in the shape Supabase Auth issues (patients/tokens.py reads both the same way):
+    `aud`, `iss` when the service expects one, `iat`, our clinic and role in `app_metadata`, the
+    Postgres role `authenticated` at the top. HS256 with the legacy secret, no `kid`."""
+    now = int(time.time())
     claims = {
+        **({"iss": issuer} if issuer else {}),
         "sub": sub,
+        "aud": audience,
+        "exp": now + round(hours * 3600),
         "iat": now,
-        "exp": now + dt.timedelta(hours=hours),
         "app_metadata": {"clinic_id": str(clinic_id), "role": role},
+        "role": "authenticated",
     }
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def mint_configured_token(settings, clinic_id: str, role: str, sub: str, hours: float) -> str:
+    """A token this app (its JWT_SECRET, JWT_AUDIENCE, JWT_ISSUER) accepts."""
+    return mint_token(
+        settings["JWT_SECRET"],
+        clinic_id,
+        role,
+        sub,
+        hours,
+        audience=settings["JWT_AUDIENCE"],
+        issuer=settings["JWT_ISSUER"],
+    )
 
 
 @click.command("mint-token")
@@ -57,8 +86,8 @@ def mint_token(secret: str, clinic_id: str, role: str, sub: str, hours: float) -
 @click.option("--sub", default="operator", show_default=True, help="The user id in the token.")
 @click.option("--hours", default=12.0, show_default=True, help="How long the token lives.")
 def mint_token_command(clinic_id, role, sub, hours):
-    """Print a bearer token for a user of a clinic."""
-    click.echo(mint_token(current_app.config["JWT_SECRET"], clinic_id, role, sub, hours))
+    """Print a bearer token for a user of a clinic (JWT_AUDIENCE, JWT_ISSUER as configured)."""
+    click.echo(mint_configured_token(current_app.config, clinic_id, role, sub, hours))
 
 
 @click.command("seed-demo")

@@ -69,9 +69,8 @@ def serve() -> int:
         with app.app_context():
             with app.extensions["pool"].connection() as conn:
                 clinic_id = cli.seed_demo_clinic(conn, app.extensions["dui_keys"])
-            secret = app.config["JWT_SECRET"]
-            admin = cli.mint_token(secret, clinic_id, "admin", "demo-admin", 12)
-            staff = cli.mint_token(secret, clinic_id, "staff", "demo-staff", 12)
+            admin = cli.mint_configured_token(app.config, clinic_id, "admin", "demo-admin", 12)
+            staff = cli.mint_configured_token(app.config, clinic_id, "staff", "demo-staff", 12)
         app.extensions["pool"].close()
 
         # This machine only: a development server with demo tokens is no one else's business
