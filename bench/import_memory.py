@@ -1,0 +1,141 @@
+"""Peak memory of one gunicorn worker while it imports a 5 MB file (`python -m bench.import_memory`).
+
+Two files of just under 5 MB, each sent to a fresh single-worker gunicorn on a throwaway
+PostgreSQL:
+
+- valid:   70,000 patients as operators send them (local phone formats, most with an email and a
+           DUI), imported for real;
+- garbage: a header, then 1-character rows (`x`), about 2.6 million of them, each one a problem;
+           the answer must stay a small 400 INVALID_ROWS (the first 1,000 problems, the total in
+           the message).
+
+The figure is the worker's peak resident memory (VmHWM) during the import, after the kernel's
+peak counter was reset (`/proc/<pid>/clear_refs` = 5) just before it, next to the worker's
+resident memory before and after. Linux only; run as the user that owns the worker (or root).
+"""
+
+import argparse
+import io
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import jwt
+import psycopg
+
+from bench import load
+from bench.service import JWT_SECRET, Gunicorn, vm_hwm_kb, vm_rss_kb
+
+try:  # the layout refactor moved the operator modules under patients/ops/
+    from patients.ops import demo_data
+    from patients.ops.embedded_pg import throwaway_cluster
+except ImportError:  # pragma: no cover - the layout before it
+    from patients import demo_data
+    from patients.embedded_pg import throwaway_cluster
+from patients.db import apply_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMIT = 5 * 1024 * 1024 - 16 * 1024  # the file under the 5 MB cap, with room for the envelope
+ROWS = 70_000
+DUI_KEY = "YmVuY2gtZHVpLWtleS1ub3QtYS1zZWNyZXQtMzJieXQ="  # fixed, throwaway: the data is too
+
+
+def valid_file(rows: int = ROWS) -> tuple[bytes, int]:
+    rng = random.Random(5)
+    out = io.StringIO()
+    out.write("Nombre,Teléfono,Email,DUI\n")
+    size = len(out.getvalue().encode())
+    written = 0
+    for serial in range(5_000_000, 5_000_000 + rows):
+        p = demo_data.patient(rng, serial)
+        local = p["phone"][4:]
+        phone = rng.choice((f"{local[:4]}-{local[4:]}", f"+503 {local[:4]} {local[4:]}", local))
+        line = f"{p['full_name']},{phone},{p['email'] or ''},{p['dui']}\n"
+        size += len(line.encode())
+        if size > LIMIT:
+            break
+        out.write(line)
+        written += 1
+    return out.getvalue().encode(), written
+
+
+def garbage_file() -> tuple[bytes, int]:
+    header = b"nombre,telefono\n"
+    rows = (LIMIT - len(header)) // 2
+    return header + b"x\n" * rows, rows
+
+
+def bench_token(clinic_id: str) -> str:
+    now = int(time.time())
+    claims = {"sub": "bench", "iat": now, "exp": now + 3600}
+    claims["app_metadata"] = {"clinic_id": clinic_id, "role": "staff"}
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+
+
+def measure(url: str, token: str, name: str, data: bytes, log_dir: Path) -> dict:
+    env = {"DATABASE_URL": url, "DUI_KEYS": DUI_KEY, "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}
+    with Gunicorn("app:create_app()", env, log_dir / f"import-memory-{name}.log") as server:
+        (worker,) = server.worker_pids()
+        # One small request first, so the figure is the import's, not the first request's imports.
+        load.post_file(server.port, "/api/patients/import?dry_run=true", token, "w.csv", b"a,b\n")
+        before = vm_rss_kb(worker)
+        Path(f"/proc/{worker}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        transfer = load.post_file(server.port, "/api/patients/import", token, f"{name}.csv", data)
+        peak, after = vm_hwm_kb(worker), vm_rss_kb(worker)
+    answer = json.loads(transfer.body)
+    return {
+        "file": name,
+        "file_mb": round(len(data) / 1e6, 2),
+        "status": transfer.status,
+        "answer_bytes": len(transfer.body),
+        "seconds": round(transfer.seconds, 2),
+        "rss_before_mb": round(before / 1024, 1),
+        "peak_mb": round(peak / 1024, 1),
+        "peak_over_before_mb": round((peak - before) / 1024, 1),
+        "rss_after_mb": round(after / 1024, 1),
+        "message": answer.get("message"),
+        "details": len(answer["details"]) if isinstance(answer.get("details"), list) else None,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    cluster = throwaway_cluster("pgbench-mem-")
+    try:
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            apply_schema(conn)
+            clinic_id = conn.execute(
+                "INSERT INTO clinics (name, plan) VALUES ('Bench memory', 'pro') RETURNING id::text"
+            ).fetchone()[0]
+        token = bench_token(clinic_id)
+        log_dir = ROOT / "bench" / ".cache"
+        results = []
+        for name, (data, rows) in (("valid", valid_file()), ("garbage", garbage_file())):
+            started = time.perf_counter()
+            result = measure(cluster.url, token, name, data, log_dir)
+            result["rows"] = rows
+            results.append(result)
+            print(
+                f"{name:8} {result['file_mb']:.2f} MB, {rows:,} rows: {result['status']} in "
+                f"{result['seconds']:.1f} s, answer {result['answer_bytes']:,} bytes; worker RSS "
+                f"{result['rss_before_mb']:.0f} MB before, peak {result['peak_mb']:.0f} MB "
+                f"(+{result['peak_over_before_mb']:.0f} MB), {result['rss_after_mb']:.0f} MB after"
+                f"  [{time.perf_counter() - started:.0f} s]",
+                flush=True,
+            )
+            print(f"         {result['message']}", flush=True)
+    finally:
+        cluster.destroy()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
