@@ -12,6 +12,7 @@ from patients.api import (
     errors,
     i18n,
     middleware,
+    params,
     register_blueprints,
 )
 from patients.dui import DuiKeys
@@ -43,9 +44,20 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)  # before the pool: a bad JWT_JWKS_URL stops the start with nothing opened
     db.init_app(app)
     cli.init_app(app)
+    configure_routing(app)
     register_blueprints(app)
     check_every_api_route_is_guarded(app)
     return app
+
+
+def configure_routing(app: Flask) -> None:
+    """No redirects, ever: werkzeug answers `/api//patients` (merge_slashes), a rule's missing
+    trailing slash (strict_slashes) and a default's other spelling (redirect_defaults) with a 308
+    HTML page whose Location it builds from Host/X-Forwarded-Host, which a client chooses. A path
+    that is not a route is the JSON 404 (middleware.py turns any redirect that is left into one)."""
+    app.url_map.merge_slashes = False
+    app.url_map.redirect_defaults = False
+    app.url_map.converters["patient_id"] = params.PatientIdSegment
 
 
 def embedded_database() -> str:

@@ -26,15 +26,11 @@ import jwt
 import psycopg
 
 from bench import load
-from bench.service import JWT_SECRET, Gunicorn, vm_hwm_kb, vm_rss_kb
-
-try:  # the layout refactor moved the operator modules under patients/ops/
-    from patients.ops import demo_data
-    from patients.ops.embedded_pg import throwaway_cluster
-except ImportError:  # pragma: no cover - the layout before it
-    from patients import demo_data
-    from patients.embedded_pg import throwaway_cluster
+from bench.service import JWT_SECRET
 from patients.db import apply_schema
+from patients.ops import demo_data
+from patients.ops.embedded_pg import throwaway_cluster
+from tests.live import LiveServer, status_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 5 * 1024 * 1024 - 16 * 1024  # the file under the 5 MB cap, with room for the envelope
@@ -75,15 +71,21 @@ def bench_token(clinic_id: str) -> str:
 
 
 def measure(url: str, token: str, name: str, data: bytes, log_dir: Path) -> dict:
-    env = {"DATABASE_URL": url, "DUI_KEYS": DUI_KEY, "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}
-    with Gunicorn("app:create_app()", env, log_dir / f"import-memory-{name}.log") as server:
+    env = {
+        "DATABASE_URL": url,
+        "DUI_KEYS": DUI_KEY,
+        "JWT_SECRET": JWT_SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
+    log_path = log_dir / f"import-memory-{name}.log"
+    with LiveServer(env=env, workers=1, log_path=log_path) as server:
         (worker,) = server.worker_pids()
         # One small request first, so the figure is the import's, not the first request's imports.
         load.post_file(server.port, "/api/patients/import?dry_run=true", token, "w.csv", b"a,b\n")
-        before = vm_rss_kb(worker)
+        before = status_kb(worker, "VmRSS")
         Path(f"/proc/{worker}/clear_refs").write_text("5")  # VmHWM := VmRSS
         transfer = load.post_file(server.port, "/api/patients/import", token, f"{name}.csv", data)
-        peak, after = vm_hwm_kb(worker), vm_rss_kb(worker)
+        peak, after = status_kb(worker, "VmHWM"), status_kb(worker, "VmRSS")
     answer = json.loads(transfer.body)
     return {
         "file": name,

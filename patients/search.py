@@ -25,3 +25,12 @@ def parameters(term: str) -> dict:
     """`term` for the folded name; `phone_digits` (or None) for a term that reads as a phone."""
     digits = NOT_A_DIGIT.sub("", term) if PHONE_LIKE.fullmatch(term) else ""
     return {"term": term, "phone_digits": digits or None}
+
+
+def summary(term: str | None) -> dict | None:
+    """What the audit trail keeps of a search: its kind and length, never the term (which may be
+    a DUI or a phone number). None when there was no search."""
+    if term is None:
+        return None
+    kind = "phone_digits" if parameters(term)["phone_digits"] else "name"
+    return {"kind": kind, "length": len(term)}

@@ -226,7 +226,7 @@ def test_template_needs_a_token(client):
 
 
 def test_oversized_body_is_413_and_discarding_it_is_bounded(client, clinic, monkeypatch):
-    from patients.api import imports
+    from patients.api import middleware
 
     too_big = b"x" * (client.application.config["MAX_CONTENT_LENGTH"] + 1)
     response = post_csv(client, clinic, too_big)
@@ -234,7 +234,7 @@ def test_oversized_body_is_413_and_discarding_it_is_bounded(client, clinic, monk
     assert response.json["code"] == "FILE_TOO_LARGE"
     assert "Connection" not in response.headers  # all of it was read: the connection can go on
     # Past the discard budget the answer still goes out, and the connection is given up.
-    monkeypatch.setattr(imports, "DRAIN_MAX_BYTES", 1024)
+    monkeypatch.setattr(middleware, "DRAIN_MAX_BYTES", 1024)
     response = post_csv(client, clinic, too_big)
     assert (response.status_code, response.json["code"]) == (413, "FILE_TOO_LARGE")
     assert response.headers["Connection"] == "close"

@@ -203,7 +203,9 @@ def test_dry_run_reports_the_same_counts_and_writes_nothing(client, clinic):
 
 
 def test_dry_run_still_reports_invalid_rows(client, clinic):
-    details = invalid_rows(post_csv(client, clinic, "Nombre,Teléfono\nAna,1\n", query="?dry_run=1"))
+    details = invalid_rows(
+        post_csv(client, clinic, "Nombre,Teléfono\nAna,1\n", query="?dry_run=true")
+    )
     assert details[0]["line"] == 2
 
 

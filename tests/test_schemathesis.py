@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import live_server, report  # noqa: F401
+from tests.live import report
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def pro_admin(sql, app):
     return clinic.headers("admin")["Authorization"]
 
 
-def test_schemathesis_finds_no_failure(live_server, pro_admin, request, tmp_path):  # noqa: F811
+def test_schemathesis_finds_no_failure(live_server, pro_admin, request, tmp_path):
     command = [
         str(ST),
         "--config-file",

@@ -15,7 +15,7 @@ MAX_REASON_LENGTH = 500
 FIELDS = {"blocked", "reason"}
 
 
-@bp.patch("/<patient_id>/block")
+@bp.patch("/<patient_id:patient_id>/block")
 @require_role("admin", "staff")
 def set_blocked(patient_id):
     patient_id = params.patient_id(patient_id)

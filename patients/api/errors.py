@@ -11,6 +11,7 @@ import logging
 
 from flask import Flask, jsonify
 from gunicorn import util
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
 
 from patients.api import i18n
@@ -70,6 +71,14 @@ def forbidden(message: str = N_("Your role may not do this.")) -> APIError:
 def too_large(limit: str) -> APIError:
     """413 FILE_TOO_LARGE; `limit` is how big the body may be, as a person reads it (`5 MB`)."""
     return APIError(413, "FILE_TOO_LARGE", N_("The upload is larger than %(limit)s."), limit=limit)
+
+
+def unreadable_body() -> APIError:
+    """A body gunicorn could not parse while the app read it (a chunk size that is not hex, a
+    missing chunk terminator, a body shorter than its Content-Length): the client's mistake."""
+    return validation_error(
+        "body", N_("is not readable HTTP (a malformed chunked transfer or a body cut short)")
+    )
 
 
 def unavailable(
@@ -146,6 +155,12 @@ def init_app(app: Flask) -> None:
         if exc.code == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return render(APIError(exc.code or 500, code, message, headers=headers))
+
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def body_not_readable(exc):
+        log.info("unreadable request body: %s", type(exc).__name__)
+        return render(unreadable_body())
 
     @app.errorhandler(RecursionError)
     def too_deep(exc):

@@ -5,9 +5,17 @@ importing.validate (every row checked, duplicates merged) -> one transaction: im
 upsert) and the audit row -> the counts.
 """
 
-import time
-
 from flask import Blueprint, Response, current_app, request
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+    State,
+)
 
 from patients import db, importing, spreadsheet
 from patients.api import params
@@ -27,11 +35,6 @@ bp = Blueprint("imports", __name__, url_prefix="/api/patients")
 
 MAX_FILE_NAME_LENGTH = 200
 TEMPLATE = "Nombre,Teléfono,Email,DUI\r\n"
-# A body we refuse is still read off the socket (and thrown away) before we answer, so the client
-# receives the 413 instead of a connection reset; past these bounds we stop and close instead.
-DRAIN_CHUNK = 64 * 1024
-DRAIN_MAX_BYTES = 256 * 1024 * 1024
-DRAIN_MAX_SECONDS = 15.0
 
 
 @bp.post("/import")
@@ -102,49 +105,86 @@ def import_template():
     )
 
 
-@bp.after_request
-def discard_unread_body(response):
-    """Read what is left of the request body (in bounded chunks) and throw it away.
-
-    A server that answers and closes while the client is still sending makes the client's TCP
-    stack see a reset, and curl reports "connection reset" instead of our 413 JSON. Reading the
-    rest first lets the answer arrive; the body is never held in memory.
-    """
-    environ = request.environ
-    if not (request.content_length or environ.get("wsgi.input_terminated")):
-        return response  # no declared body: reading could wait for bytes that never come
-    stream = environ.get("wsgi.input")
-    deadline = time.monotonic() + DRAIN_MAX_SECONDS
-    drained = 0
-    try:
-        while chunk := stream.read(DRAIN_CHUNK):
-            drained += len(chunk)
-            if drained > DRAIN_MAX_BYTES or time.monotonic() > deadline:
-                response.headers["Connection"] = "close"
-                break
-    except (OSError, ValueError):
-        response.headers["Connection"] = "close"  # the client went away or the body was malformed
-    return response
+# The import needs one part; a form may carry a few more (werkzeug's own default bound).
+MAX_PARTS = 1000
+READ_CHUNK = 64 * 1024
+NO_FILE = N_(
+    "No file: send the spreadsheet as the multipart/form-data field `file` "
+    "(curl -F file=@pacientes.csv)."
+)
+NO_BOUNDARY = N_(
+    "The upload is not readable multipart/form-data (its Content-Type has no boundary): "
+    "send the spreadsheet as the field `file` (curl -F file=@pacientes.csv)."
+)
+NOT_MULTIPART = N_(
+    "The upload is not readable multipart/form-data: send the spreadsheet as the field `file` "
+    "(curl -F file=@pacientes.csv)."
+)
+BROKE_OFF = N_(
+    "The upload breaks off before its end: send the whole file again (curl -F file=@pacientes.csv)."
+)
+TOO_MANY_PARTS = N_(
+    "The upload has more than %(parts)d parts: send the spreadsheet alone, as the "
+    "multipart/form-data field `file` (curl -F file=@pacientes.csv)."
+)
+# Where the decoder stands when the body ends inside a part: the upload was cut short.
+CUT_SHORT = (State.PART, State.DATA, State.DATA_START)
+TWO_FILES = N_("Send one file per import: the upload has more than one `file` field.")
 
 
 def read_upload() -> tuple[str, bytes]:
-    """The uploaded file's name and bytes; 413 above MAX_UPLOAD_BYTES, 400 without a file."""
-    # Werkzeug answers 413 here for a body over MAX_CONTENT_LENGTH, before reading it, and spools
-    # a large file part to a temporary file rather than memory.
-    upload = request.files.get("file")
-    if upload is None:
-        raise spreadsheet.invalid_csv(
-            N_(
-                "No file: send the spreadsheet as the multipart/form-data field `file` "
-                "(curl -F file=@pacientes.csv)."
-            )
-        )
+    """The uploaded file's name and bytes, read from the multipart body as it streams in.
+
+    Only the `file` part is kept, its bytes exactly as sent, also when it came as a plain field
+    without a filename (`curl -F 'file=<pacientes.csv'`, a form field set to the text): it is the
+    file all the same, and a Windows-1252 file keeps its accents because nothing decodes it here.
+    Other parts are counted and skipped, never held. Each way an upload can be wrong says so:
+    a body over the limit is 413 (werkzeug holds the stream to MAX_CONTENT_LENGTH, chunked or
+    not), a file over MAX_UPLOAD_BYTES inside it too; too many parts, two files, no boundary, a
+    body that breaks off or is not multipart at all are each a 400 INVALID_CSV of their own.
+    """
+    mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
+    if mimetype != "multipart/form-data":
+        raise spreadsheet.invalid_csv(NO_FILE)
+    boundary = options.get("boundary", "")
+    if not boundary or not boundary.isascii():
+        raise spreadsheet.invalid_csv(NO_BOUNDARY)
     limit = current_app.config["MAX_UPLOAD_BYTES"]
-    data = upload.stream.read(limit + 1)
-    if len(data) > limit:
-        raise too_large(f"{limit // (1024 * 1024)} MB")
-    name = "".join(c for c in (upload.filename or "") if c.isprintable())[:MAX_FILE_NAME_LENGTH]
-    return name, data
+    decoder = MultipartDecoder(boundary.encode("ascii"))
+    stream = request.stream
+    parts, found, keeping = 0, False, False
+    name, data = "", bytearray()
+    while True:
+        chunk = stream.read(READ_CHUNK)
+        decoder.receive_data(chunk or None)
+        try:
+            event = decoder.next_event()
+            while not isinstance(event, NeedData | Epilogue):
+                if isinstance(event, Field | File):
+                    parts += 1
+                    if parts > MAX_PARTS:
+                        raise spreadsheet.invalid_csv(TOO_MANY_PARTS, parts=MAX_PARTS)
+                    keeping = event.name == "file"
+                    if keeping:
+                        if found:
+                            raise spreadsheet.invalid_csv(TWO_FILES)
+                        found = True
+                        name = getattr(event, "filename", "") or ""
+                elif isinstance(event, Data) and keeping:
+                    data += event.data
+                    if len(data) > limit:
+                        raise too_large(f"{limit // (1024 * 1024)} MB")
+                event = decoder.next_event()
+        except ValueError:  # werkzeug's word for a body it cannot take apart
+            if decoder.complete and decoder.state in CUT_SHORT:
+                raise spreadsheet.invalid_csv(BROKE_OFF) from None
+            raise spreadsheet.invalid_csv(NOT_MULTIPART) from None
+        if isinstance(event, Epilogue) or not chunk:
+            break
+    if not found:
+        raise spreadsheet.invalid_csv(NO_FILE)
+    name = "".join(c for c in name if c.isprintable())[:MAX_FILE_NAME_LENGTH]
+    return name, bytes(data)
 
 
 def write(conn, patients: dict) -> tuple[int, int, int]:

@@ -4,7 +4,11 @@
   answer and stamped on every log line of the request; one JSON access-log line per request, with
   the client's address (`client_ip`).
 - A query string that is not UTF-8 is a 400 (werkzeug would quietly turn the bytes into U+FFFD,
-  and a search for mojibake would answer 200).
+  and a search for mojibake would answer 200); so is a parameter given twice.
+- No redirects: a path that is not a route (`//` anywhere, a trailing slash) is the JSON 404,
+  never werkzeug's 308 with a Location built from the Host header a client sent.
+- The request body is read to its end (bounded) before the answer goes out, and a body that is
+  not readable HTTP (a malformed chunked transfer) is a 400 whatever else the answer was.
 - Every answer except the docs page's static assets gets `Cache-Control: no-store`: /api answers
   carry patient data, and an error or a health check cached by a proxy helps no one either.
 - `X-Content-Type-Options: nosniff` everywhere, so a CSV or JSON body is never run as a script.
@@ -17,12 +21,22 @@ import uuid
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, g, has_app_context, request
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
-from patients.api.errors import validation_error
+from patients.api import params
+from patients.api.errors import render, unreadable_body, validation_error
 from patients.messages import N_
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 CACHEABLE_ENDPOINTS = {"docs.asset"}
+# A body we do not need is still read off the socket (and thrown away) before we answer, so the
+# client receives our answer (a 401, a 413) instead of a connection reset; past these bounds we
+# stop and let the connection close.
+DRAIN_CHUNK = 64 * 1024
+DRAIN_MAX_BYTES = 256 * 1024 * 1024
+DRAIN_MAX_SECONDS = 15.0
 
 access = logging.getLogger("patients.access")
 
@@ -40,7 +54,17 @@ def start_request() -> None:
     given = request.headers.get("X-Request-ID", "")
     g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
     g.started = time.perf_counter()
+    refuse_redirects()
     check_query_string()
+    check_repeated_parameters()
+
+
+def refuse_redirects() -> None:
+    """Routing ran before this hook; a redirect it decided on is answered as the 404 it is. A
+    leading `//` never reaches routing (werkzeug strips it), so the raw path is checked too."""
+    redirect = isinstance(request.routing_exception, RequestRedirect)
+    if redirect or "//" in request.environ.get("PATH_INFO", ""):
+        raise NotFound()
 
 
 def check_query_string() -> None:
@@ -55,7 +79,41 @@ def check_query_string() -> None:
         raise validation_error("query", N_("is not valid UTF-8")) from None
 
 
+def check_repeated_parameters() -> None:
+    field = params.repeated(request.args)
+    if field is not None:
+        raise validation_error(field[: params.MAX_TERM_LENGTH], N_("must be given once"))
+
+
+def discard_unread_body(response):
+    """Read what is left of the request body (in bounded chunks) and throw it away.
+
+    A server that answers and closes while the client is still sending makes the client's TCP
+    stack see a reset, and curl reports "connection reset" instead of our JSON. Reading the rest
+    first lets the answer arrive; the body is never held in memory. A body that turns out not to
+    be readable HTTP makes the answer a 400, also when the route never needed the body (a 401).
+    """
+    environ = request.environ
+    if not (request.content_length or environ.get("wsgi.input_terminated")):
+        return response  # no declared body: reading could wait for bytes that never come
+    stream = environ.get("wsgi.input")
+    deadline = time.monotonic() + DRAIN_MAX_SECONDS
+    drained = 0
+    try:
+        while chunk := stream.read(DRAIN_CHUNK):
+            drained += len(chunk)
+            if drained > DRAIN_MAX_BYTES or time.monotonic() > deadline:
+                response.headers["Connection"] = "close"
+                break
+    except ParseException:
+        return render(unreadable_body())
+    except (OSError, ValueError):
+        response.headers["Connection"] = "close"  # the client went away
+    return response
+
+
 def finish_request(response):
+    response = discard_unread_body(response)
     if request.endpoint not in CACHEABLE_ENDPOINTS or response.status_code != 200:
         response.headers["Cache-Control"] = "no-store"
         response.headers.pop("Expires", None)

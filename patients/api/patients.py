@@ -10,17 +10,13 @@ from patients.repository import queries
 
 bp = Blueprint("patients", __name__, url_prefix="/api/patients")
 
-# Any page may be asked for (past the end answers an empty list); this bound only keeps
-# page * limit inside PostgreSQL's bigint OFFSET.
-MAX_PAGE = 1_000_000_000
-
 
 @bp.get("")
 @require_role("admin", "staff")
 def list_patients():
     term = params.text(request.args, "search")
-    page = params.integer(request.args, "page", default=1, minimum=1, maximum=MAX_PAGE)
-    limit = params.integer(request.args, "limit", default=50, minimum=1, maximum=200)
+    page = params.page(request.args)
+    limit = params.limit(request.args)
     blocked = params.boolean(request.args, "blocked")
 
     arguments = {
@@ -44,7 +40,7 @@ def list_patients():
     return Response(row["body"], mimetype="application/json")
 
 
-@bp.get("/<patient_id>")
+@bp.get("/<patient_id:patient_id>")
 @require_role("admin", "staff")
 @reveals_dui
 def show_patient(patient_id):
