@@ -6,7 +6,6 @@ HTTP itself is malformed (gunicorn's parser is part of what is tested), Flask's 
 elsewhere.
 """
 
-import contextlib
 import json
 import socket
 import uuid
@@ -38,12 +37,10 @@ class Answer:
 
 
 def exchange(server, data: bytes, timeout: float = 15.0) -> list[Answer]:
-    """Send `data` as is on one connection and read until the server closes it (or goes quiet):
-    every HTTP response that came back, in order."""
+    """Send `data` as is on one connection and read until the server closes it: every HTTP
+    response that came back, in order."""
     with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)  # no more bytes will come: the server never waits
+        sock.sendall(data)  # with `Connection: close`: the server closes once it has answered
         raw = b""
         try:
             while chunk := sock.recv(65536):
@@ -71,7 +68,7 @@ def parse_answers(raw: bytes) -> list[Answer]:
 
 def request_bytes(method: str, path: str, headers: dict, body: bytes = b"") -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += [f"{name}: {value}" for name, value in {"Connection": "close", **headers}.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
@@ -211,7 +208,7 @@ def patient(clinic):
 
 @pytest.mark.parametrize("with_token", [True, False], ids=["token", "no-token"])
 @pytest.mark.parametrize("route", ["import", "block"])
-def test_a_malformed_chunked_body_is_a_400_json(live_server, clinic, patient, route, with_token):
+def test_a_malformed_chunked_body_is_a_400_json(http_server, clinic, patient, route, with_token):
     headers = clinic.headers() if with_token else {}
     if route == "import":
         method, path = "POST", "/api/patients/import"
@@ -219,9 +216,11 @@ def test_a_malformed_chunked_body_is_a_400_json(live_server, clinic, patient, ro
     else:
         method, path = "PATCH", f"/api/patients/{patient}/block"
         headers["Content-Type"] = "application/json"
-    answers = exchange(live_server, chunked_request(method, path, headers))
+    answers = exchange(http_server, chunked_request(method, path, headers))
     assert answers, "no answer at all"
     body = assert_small_json_4xx(answers[0], 400, "VALIDATION_ERROR")
+    if getattr(http_server, "proxy", None) is not None:
+        return  # nginx refused it itself, in its own JSON (deploy/nginx.conf): enough
     reason = "is not readable HTTP (a malformed chunked transfer or a body cut short)"
     assert body == {
         "code": "VALIDATION_ERROR",
@@ -235,7 +234,7 @@ def test_a_malformed_chunked_body_is_a_400_json(live_server, clinic, patient, ro
     assert clinic.patients()[0]["is_blocked"] is False
 
 
-def test_a_well_formed_chunked_import_still_imports(live_server, clinic):
+def test_a_well_formed_chunked_import_still_imports(http_server, clinic):
     body = multipart([("file", "p.csv", "Nombre,Teléfono\nAna Chunk,7765-4321\n".encode())])
     chunks = (
         b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in (body[:40], body[40:]))
@@ -247,19 +246,19 @@ def test_a_well_formed_chunked_import_still_imports(live_server, clinic):
         "Connection": "close",
     }
     (answer,) = exchange(
-        live_server, chunked_request("POST", "/api/patients/import", headers, chunks)
+        http_server, chunked_request("POST", "/api/patients/import", headers, chunks)
     )
     assert answer.status == 200, answer
     assert answer.json()["imported"] == 1
     assert [p["phone"] for p in clinic.patients()] == ["+50377654321"]
 
 
-def test_a_well_formed_chunked_block_still_blocks(live_server, clinic, patient):
+def test_a_well_formed_chunked_block_still_blocks(http_server, clinic, patient):
     payload = b'{"blocked": true}'
     chunks = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
     headers = {**clinic.headers(), "Content-Type": "application/json", "Connection": "close"}
     (answer,) = exchange(
-        live_server, chunked_request("PATCH", f"/api/patients/{patient}/block", headers, chunks)
+        http_server, chunked_request("PATCH", f"/api/patients/{patient}/block", headers, chunks)
     )
     assert answer.status == 200, answer
     assert answer.json()["is_blocked"] is True
@@ -289,7 +288,7 @@ NOT_ROUTES = [
 
 @pytest.mark.parametrize("path", NOT_ROUTES)
 @pytest.mark.parametrize("method", ["GET", "POST", "PATCH", "OPTIONS"])
-def test_not_a_route_is_the_json_404(live_server, clinic, patient, path, method):
+def test_not_a_route_is_the_json_404(http_server, clinic, patient, path, method):
     """No redirect (werkzeug's merge_slashes/strict_slashes), so no Location built from Host."""
     headers = {
         **clinic.headers(),
@@ -301,7 +300,7 @@ def test_not_a_route_is_the_json_404(live_server, clinic, patient, path, method)
     raw = request_bytes(method, path.replace("{id}", patient), headers).replace(
         b"Host: 127.0.0.1\r\n", b""
     )
-    (answer,) = exchange(live_server, raw)
+    (answer,) = exchange(http_server, raw)
     assert answer.status == 404, answer
     assert "location" not in answer.headers
     assert answer.json() == NOT_FOUND
