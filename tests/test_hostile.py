@@ -7,7 +7,9 @@ elsewhere.
 """
 
 import json
+import math
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -314,6 +316,25 @@ def test_the_test_client_sees_no_redirect_either(client, clinic):
         assert response.json == NOT_FOUND
 
 
+def test_a_rule_with_a_trailing_slash_would_not_redirect_either(config):
+    """Should a route ever end with `/`, werkzeug's strict_slashes would redirect `/x` to `/x/`:
+    the middleware answers that 404 too (no rule does today; this keeps it so)."""
+    from app import create_app
+
+    app = create_app(config)
+    try:
+        app.add_url_rule("/healthz/extra/", "extra", lambda: "extra")
+        slashed = [r.rule for r in app.url_map.iter_rules() if r.rule.endswith("/")]
+        assert slashed == ["/healthz/extra/"]
+        response = app.test_client().get("/healthz/extra", headers={"Host": "evil.example"})
+        assert response.status_code == 404
+        assert "Location" not in response.headers
+        assert response.json == NOT_FOUND
+        assert app.test_client().get("/healthz/extra/").status_code == 200
+    finally:
+        app.extensions["pool"].close()
+
+
 # -- 4. the description and the code agree ------------------------------------------------------
 
 
@@ -578,3 +599,57 @@ def test_parse_answers_reads_pipelined_responses():
         b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
     )
     assert [(a.status, a.body) for a in parse_answers(raw)] == [(401, b"{}"), (400, b"")]
+
+
+# -- 7. what other issues landed, through the live server too --------------------------------
+
+
+def test_the_30_s_clock_leeway_and_no_more(live_server, clinic):
+    """Integer seconds, rounded so the test's own run time only moves a case away from the edge."""
+    from tests.helpers import make_token
+
+    now = time.time()
+    for exp, status in ((math.ceil(now) - 29, 200), (math.floor(now) - 31, 401)):
+        token = make_token(clinic.id, exp=exp, iat=math.floor(now) - 3600)
+        got, _, body = live_server.json(
+            "GET", "/api/patients", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert got == status, (exp - now, body)
+    nbf = make_token(clinic.id, nbf=math.ceil(now) + 31)
+    got, _, body = live_server.json(
+        "GET", "/api/patients", headers={"Authorization": f"Bearer {nbf}"}
+    )
+    assert (got, body["code"]) == (401, "UNAUTHORIZED")
+
+
+HOSTILE_CELLS = {
+    "email": "<script>alert(1)</script>@x",
+    "dui": "9876-EVIL-5",
+    "phone": '=HYPERLINK("http://evil.example")',
+    "name": "Z" * 250,
+}
+
+
+def test_a_reason_never_repeats_the_cell(live_server, clinic):
+    data = (
+        "Nombre,Teléfono,Email,DUI\n"
+        f'{HOSTILE_CELLS["name"]},"{HOSTILE_CELLS["phone"].replace(chr(34), chr(34) * 2)}",'
+        f"{HOSTILE_CELLS['email']},{HOSTILE_CELLS['dui']}\n"
+    ).encode()
+    status, _, body = live_server.json(
+        "POST",
+        "/api/patients/import",
+        body=multipart([("file", "p.csv", data)]),
+        headers={**clinic.headers(), "Content-Type": "multipart/form-data; boundary=b0undary"},
+    )
+    assert status == 400
+    assert [(p["line"], p["column"]) for p in body["details"]] == [
+        (2, "name"),
+        (2, "phone"),
+        (2, "email"),
+        (2, "dui"),
+    ]
+    answer = json.dumps(body, ensure_ascii=False)
+    for cell in HOSTILE_CELLS.values():
+        for piece in (cell, cell[:12], "script", "EVIL", "evil.example"):
+            assert piece not in answer, piece
