@@ -106,7 +106,9 @@ def discard_unread_body(response):
                 response.headers["Connection"] = "close"
                 break
     except ParseException:
-        return render(unreadable_body())
+        refused = render(unreadable_body())
+        refused.vary.update(response.vary)  # set by hooks that ran before this one (the language)
+        return refused
     except (OSError, ValueError):
         response.headers["Connection"] = "close"  # the client went away
     return response
