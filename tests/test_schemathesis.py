@@ -64,14 +64,16 @@ def test_schemathesis_finds_no_failure(live_server, pro_admin, request, tmp_path
         "--report-dir",
         str(tmp_path),
     ]
+    timeout = TIMEOUT_SECONDS
     examples = os.environ.get("FUZZ_EXAMPLES")
-    if examples:
-        command += ["--max-examples", examples]  # FUZZ_EXAMPLES=200 for a deeper run
+    if examples:  # FUZZ_EXAMPLES=200 for a deeper run (tests/schemathesis.toml has 30)
+        command += ["--max-examples", examples]
+        timeout *= max(1, int(examples) / 30)
     done = subprocess.run(
         command,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT_SECONDS,
+        timeout=timeout,
         cwd=tmp_path,
         env={**os.environ, "NO_COLOR": "1"},
         check=False,
