@@ -1,12 +1,16 @@
-# The two commands: `make run` (set up, serve on the embedded PostgreSQL) and `make test`.
+# `make run` (set up, serve on the embedded PostgreSQL) and `make test`; `make status`, `make stop`,
+# `make psql` and `make clean-data` look after what `make run` started (README "First run").
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test lint format bench bench-quick setup postgres catalogs messages
+.PHONY: run stop status psql clean-data test lint format bench bench-quick setup postgres catalogs messages
 
 run: setup
 	$(PY) -m patients.ops.dev serve
+
+stop status psql clean-data: $(VENV)/.installed
+	@$(PY) -m patients.ops.dev $@
 
 test: setup
 	$(PY) -m pytest
@@ -52,8 +56,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 # PostgreSQL 15 server and contrib (pg_trgm, unaccent) from Debian, installed only where missing:
 # a bare `apt-get install` could upgrade a server that is already there.
+# With DATABASE_URL set, that server is used and this one is not needed.
 postgres:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/unaccent.control >/dev/null 2>&1; then \
+	@if [ -n "$$DATABASE_URL" ]; then \
+		: ; \
+	elif ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ls /usr/share/postgresql/*/extension/unaccent.control >/dev/null 2>&1; then \
 		: ; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "Installing PostgreSQL (Debian's postgresql package) ..."; \

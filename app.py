@@ -25,11 +25,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
 
-    if not app.config["JWT_SECRET"] or len(app.config["JWT_SECRET"]) < 32:
-        raise RuntimeError("JWT_SECRET must be set (at least 32 characters)")
+    config.check_app_settings(app.config)  # a ConfigError says what is wrong in one line
+    app.extensions["dui_keys"] = DuiKeys(app.config["DUI_KEYS"])
     if not app.config["DATABASE_URL"]:
         app.config["DATABASE_URL"] = embedded_database()
-    app.extensions["dui_keys"] = DuiKeys(app.config["DUI_KEYS"])
     app.json.sort_keys = False
     app.json.ensure_ascii = False  # names travel as UTF-8, readable in curl
     # X-Forwarded-For/-Proto/-Host are trusted from this many proxies in front of us, no more.

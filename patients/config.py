@@ -8,6 +8,8 @@ says where the embedded PostgreSQL lives. Every default is written here and nowh
 import os
 from collections.abc import Mapping
 
+import click
+
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 # The multipart envelope around a 5 MB file (boundaries, part headers) may exceed 5 MB a little;
 # the file itself is held to MAX_UPLOAD_BYTES by the import.
@@ -37,6 +39,16 @@ JWKS_REFETCH_INTERVAL = 10.0
 JWKS_RETRY_AFTER_FAILURE = 5.0
 
 
+class ConfigError(click.ClickException):
+    """A setting that cannot work, said in one line: the process that meets it exits with that
+    line and status 1, never a traceback (per worker, in gunicorn's case).
+
+    A ClickException so that `flask --app app <command>` prints it as `Error: <line>` too."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _number(environ: Mapping[str, str], name: str, default, kind=int):
     raw = environ.get(name, "").strip()
     if not raw:
@@ -45,7 +57,7 @@ def _number(environ: Mapping[str, str], name: str, default, kind=int):
         return kind(raw)
     except ValueError:
         what = "a whole number" if kind is int else "a number"
-        raise ValueError(f"{name} must be {what}, not {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
 
 
 def app_settings(environ: Mapping[str, str] = os.environ) -> dict:
@@ -89,7 +101,6 @@ def server_settings(environ: Mapping[str, str] = os.environ) -> dict:
         "forwarded_allow_ips": environ.get("FORWARDED_ALLOW_IPS") or "",
         "control_socket": environ.get("GUNICORN_CONTROL_SOCKET") or None,
         "database_url": environ.get("DATABASE_URL") or None,
-        "ready_hint": environ.get("PATIENTS_READY_HINT") or None,
     }
 
 
@@ -107,3 +118,36 @@ def bench_settings(environ: Mapping[str, str] = os.environ) -> dict:
         "data_dir": environ.get("BENCH_DATA_DIR") or None,
         "psql": environ.get("PSQL") or "/usr/bin/psql",
     }
+
+
+# How to make each secret, said by the error that finds it missing (and by the README).
+JWT_SECRET_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105
+DUI_KEY_RECIPE = (
+    "python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+)
+
+
+def check_app_settings(settings: Mapping) -> None:
+    """What the app cannot start without, checked before anything is started or forked."""
+    secret = settings.get("JWT_SECRET")
+    if not secret or len(secret) < 32:
+        raise ConfigError(f"JWT_SECRET must be set (at least 32 characters): {JWT_SECRET_RECIPE}")
+    from patients.dui import DuiKeys
+
+    try:
+        DuiKeys(settings.get("DUI_KEYS"))
+    except ValueError as exc:
+        raise ConfigError(f"{exc}: {DUI_KEY_RECIPE}") from None
+    url = settings.get("DATABASE_URL")
+    if url:
+        import psycopg
+
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"DATABASE_URL is not a PostgreSQL URL: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from patients.config import POOL_MAX_SIZE, POOL_TIMEOUT
+from patients.messages import N_
 from patients.repository import queries
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,32 @@ def apply_schema(conn: psycopg.Connection) -> None:
     conn.execute(SCHEMA.read_text())
 
 
+def cannot_connect(url: str, exc: BaseException) -> str:
+    """One line for an operator: where we tried (never the password) and what libpq said."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        parts = {}
+    where = (
+        f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname', '')}"
+    )
+    said = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # libpq: 'connection failed: connection to server at "h" (1.2.3.4), port 1 failed: <why>'
+    reason = said[0].rsplit(" failed: ", 1)[-1] if said else type(exc).__name__
+    return N_("cannot connect to the database at %(where)s: %(reason)s") % {
+        "where": where,
+        "reason": reason,
+    }
+
+
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
     """Apply schema.sql (safe to run again and again)."""
-    with psycopg.connect(current_app.config["DATABASE_URL"]) as conn:
-        apply_schema(conn)
+    url = current_app.config["DATABASE_URL"]
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            apply_schema(conn)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(cannot_connect(url, exc)) from None
     click.echo("Schema applied.")

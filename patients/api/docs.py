@@ -10,10 +10,11 @@ Swagger UI dist), served by us: no CDN, so the page works behind a firewall and 
 
 import functools
 import json
+import string
 from importlib.resources import files
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, send_from_directory
+from flask import Blueprint, Response, abort, jsonify, send_from_directory, url_for
 
 from patients.api.auth import public
 
@@ -25,23 +26,25 @@ SWAGGER_DIST = Path(str(files("flask_swagger_ui") / "dist"))
 ASSETS = {"swagger-ui.css", "index.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"}
 ASSETS |= {"favicon-16x16.png", "favicon-32x32.png"}
 
-PAGE = """<!DOCTYPE html>
+# Absolute URLs (filled in per request, so a SCRIPT_NAME prefix is kept): the same page answers at
+# /api/docs and /api/docs/, where relative ones would point to different folders.
+PAGE = string.Template("""<!DOCTYPE html>
 <html lang="en">
 <head>
   <meta charset="UTF-8">
   <title>Patients API</title>
-  <link rel="stylesheet" href="docs/swagger-ui.css">
-  <link rel="stylesheet" href="docs/index.css">
-  <link rel="icon" type="image/png" href="docs/favicon-32x32.png" sizes="32x32">
+  <link rel="stylesheet" href="$assets/swagger-ui.css">
+  <link rel="stylesheet" href="$assets/index.css">
+  <link rel="icon" type="image/png" href="$assets/favicon-32x32.png" sizes="32x32">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="docs/swagger-ui-bundle.js"></script>
-  <script src="docs/swagger-ui-standalone-preset.js"></script>
+  <script src="$assets/swagger-ui-bundle.js"></script>
+  <script src="$assets/swagger-ui-standalone-preset.js"></script>
   <script>
     window.onload = function () {
       window.ui = SwaggerUIBundle({
-        url: "openapi.json",
+        url: "$description",
         dom_id: "#swagger-ui",
         presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
         layout: "StandaloneLayout",
@@ -52,7 +55,7 @@ PAGE = """<!DOCTYPE html>
   </script>
 </body>
 </html>
-"""
+""")
 
 
 @functools.cache
@@ -83,9 +86,14 @@ def openapi():
 
 
 @bp.get("/docs")
+@bp.get("/docs/")  # served, not redirected: a browser's address bar often adds the slash
 @public
 def page():
-    return Response(PAGE, mimetype="text/html")
+    html = PAGE.substitute(
+        assets=url_for("docs.page", _external=False).rstrip("/"),
+        description=url_for("docs.openapi"),
+    )
+    return Response(html, mimetype="text/html")
 
 
 @bp.get("/docs/<name>")

@@ -1,22 +1,51 @@
-"""Operator commands: `flask --app app <command>`. Registered by create_app()."""
+"""Operator commands: `flask --app app <command>`. Registered by create_app().
+
+A mistake (an unknown country or time zone, a clinic that does not exist, a database that does
+not answer) is refused with one line, `Error: …`, and exit status 1; nothing is written.
+"""
 
 import datetime as dt
+import functools
 import random
 import time
 import uuid
 import zoneinfo
+from dataclasses import dataclass
 
 import click
 import jwt
+import phonenumbers
+import psycopg
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from psycopg_pool import PoolTimeout
 from tqdm import tqdm
 
 from patients import db, dui
+from patients.messages import N_
 from patients.ops import demo_data, key_rotation, whatsapp
 from patients.repository import queries
 
 DEMO_CLINIC = "Clínica Demo San Salvador"
+
+
+def refuse(message: str, **params) -> click.ClickException:
+    return click.ClickException(message % params if params else message)
+
+
+def one_line_database_errors(command):
+    """A database that does not answer is one line, not psycopg's traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise click.ClickException(
+                db.cannot_connect(current_app.config["DATABASE_URL"], exc)
+            ) from None
+
+    return run
 
 
 @click.command("create-clinic")
@@ -25,17 +54,28 @@ DEMO_CLINIC = "Clínica Demo San Salvador"
 @click.option("--plan", type=click.Choice(["basic", "pro"]), default="basic", show_default=True)
 @click.option("--country", "country_code", default="SV", show_default=True, help="Phone region.")
 @click.option("--timezone", default="America/El_Salvador", show_default=True)
+@one_line_database_errors
 def create_clinic_command(name, plan, country_code, timezone):
     """Create a clinic and print its id."""
+    country_code = country_code.strip().upper()
+    # The phone region of every import and webhook: only regions libphonenumber has numbers for.
+    if country_code not in phonenumbers.SUPPORTED_REGIONS:
+        raise refuse(
+            N_(
+                "unknown country %(country)s: use a two-letter region phonenumbers knows (SV, GT, HN, MX, US, …)"
+            ),
+            country=repr(country_code),
+        )
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise click.BadParameter(
-            f"unknown time zone {timezone!r}", param_hint="--timezone"
+        raise refuse(
+            N_("unknown time zone %(timezone)s: use an IANA name such as America/El_Salvador"),
+            timezone=repr(timezone),
         ) from None
     with db.pool().connection() as conn:
         clinic = queries.create_clinic(
-            conn, name=name, plan=plan, country_code=country_code.upper(), timezone=timezone
+            conn, name=name, plan=plan, country_code=country_code, timezone=timezone
         )
     click.echo(clinic["id"])
 
@@ -85,8 +125,20 @@ def mint_configured_token(settings, clinic_id: str, role: str, sub: str, hours: 
 @click.option("--role", type=click.Choice(["admin", "staff"]), default="staff", show_default=True)
 @click.option("--sub", default="operator", show_default=True, help="The user id in the token.")
 @click.option("--hours", default=12.0, show_default=True, help="How long the token lives.")
+@one_line_database_errors
 def mint_token_command(clinic_id, role, sub, hours):
     """Print a bearer token for a user of a clinic (JWT_AUDIENCE, JWT_ISSUER as configured)."""
+    if hours <= 0:
+        raise refuse(N_("--hours must be more than 0"))
+    with db.pool().connection() as conn:
+        clinic = queries.get_clinic(conn, clinic_id=clinic_id)
+    if clinic is None:
+        # A token for a clinic that does not exist reads nothing and is refused by the plan
+        # checks: an operator who pasted a wrong id learns it here, not from a puzzling API.
+        raise refuse(
+            N_("no clinic %(clinic)s in this database: create-clinic prints the id of a new one"),
+            clinic=clinic_id,
+        )
     click.echo(mint_configured_token(current_app.config, clinic_id, role, sub, hours))
 
 
@@ -94,19 +146,69 @@ def mint_token_command(clinic_id, role, sub, hours):
 @with_appcontext
 @click.option("--patients", "count", default=3000, show_default=True)
 @click.option("--seed", default=7, show_default=True)
+@one_line_database_errors
 def seed_demo_command(count, seed):
     """Create the demo clinic (Pro plan) with realistic patients, doctors and appointments.
 
     Prints the clinic id. Running it again reuses the clinic it made the first time.
     """
     with db.pool().connection() as conn:
-        click.echo(seed_demo_clinic(conn, current_app.extensions["dui_keys"], count, seed))
+        demo = seed_demo_clinic(conn, current_app.extensions["dui_keys"], count, seed)
+    click.echo(demo.clinic_id)
 
 
-def seed_demo_clinic(conn, keys: dui.DuiKeys, count: int = 3000, seed: int = 7) -> str:
+@dataclass
+class DemoClinic:
+    clinic_id: str
+    patient_id: str  # Juan Pérez, the README's $PATIENT_ID
+
+
+def seed_demo_clinic(conn, keys: dui.DuiKeys, count: int = 3000, seed: int = 7) -> DemoClinic:
     existing = queries.find_clinic_by_name(conn, name=DEMO_CLINIC)
-    if existing:
-        return existing["id"]
+    clinic_id = existing["id"] if existing else generate_demo_clinic(conn, keys, count, seed)
+    return DemoClinic(clinic_id, add_showcase(conn, keys, clinic_id))
+
+
+def add_showcase(conn, keys: dui.DuiKeys, clinic_id: str) -> str:
+    """The README's patients and WhatsApp number, once; the id of the first (Juan Pérez)."""
+    today = dt.date.today()
+    doctor_id = queries.first_doctor(conn, clinic_id=clinic_id)
+    ids = []
+    for patient in demo_data.SHOWCASE:
+        known = queries.find_patient_by_phone(conn, clinic_id=clinic_id, phone=patient["phone"])
+        if known:
+            ids.append(known)
+            continue
+        patient_id = str(uuid.uuid4())
+        ciphertext = key_id = None
+        if patient["dui"]:
+            ciphertext, key_id = keys.encrypt(clinic_id, patient_id, patient["dui"])
+        queries.create_showcase_patient(
+            conn,
+            id=patient_id,
+            clinic_id=clinic_id,
+            dui_ciphertext=ciphertext,
+            dui_key_id=key_id,
+            **{k: patient[k] for k in ("full_name", "phone", "email", "notes")},
+            no_show_count=patient["no_show_count"],
+            is_blocked=patient["is_blocked"],
+        )
+        for days, start, status, with_doctor in patient["appointments"]:
+            queries.create_showcase_appointment(
+                conn,
+                clinic_id=clinic_id,
+                patient_id=patient_id,
+                doctor_id=doctor_id if with_doctor else None,
+                appointment_date=today + dt.timedelta(days=days),
+                start_time=start,
+                status=status,
+            )
+        ids.append(patient_id)
+    queries.claim_whatsapp_number(conn, clinic_id=clinic_id, number_id=demo_data.WHATSAPP_NUMBER_ID)
+    return ids[0]
+
+
+def generate_demo_clinic(conn, keys: dui.DuiKeys, count: int, seed: int) -> str:
     rng = random.Random(seed)
     clinic_id = queries.create_clinic(
         conn, name=DEMO_CLINIC, plan="pro", country_code="SV", timezone="America/El_Salvador"

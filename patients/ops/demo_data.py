@@ -174,3 +174,37 @@ def doctor(rng: random.Random) -> dict:
         "full_name": f"{title} {rng.choice(FIRST)} {rng.choice(LAST)}",
         "specialty": rng.choice(SPECIALTIES),
     }
+
+
+# The patients the README's examples show, added to the demo clinic once (and to a demo clinic
+# made before they existed): Juan Pérez is `$PATIENT_ID` and what `search=7765-4321` finds;
+# Rosa is what `blocked=true` finds. The generated phones (+5037000…, +5036000…) never clash.
+SHOWCASE = (
+    {
+        "full_name": "Juan Pérez",
+        "phone": "+50377654321",
+        "email": "juan.perez@example.com",
+        "dui": "04561237-8",
+        "notes": "Alérgico a la penicilina.",
+        "no_show_count": 1,
+        "is_blocked": False,
+        # (days from today, start, status, with the clinic's first doctor?)
+        "appointments": (
+            (-60, "08:40", "completed", True),
+            (-14, "10:20", "no_show", True),
+            (21, "09:00", "confirmed", False),
+        ),
+    },
+    {
+        "full_name": "Rosa Quintanilla Menjívar",
+        "phone": "+50361234567",
+        "email": None,
+        "dui": None,
+        "notes": "Bloqueada: mensajes ofensivos al chatbot.",
+        "no_show_count": 0,
+        "is_blocked": True,
+        "appointments": (),
+    },
+)
+# The demo clinic's WhatsApp number id: the `phone_number_id` of the README's webhook delivery.
+WHATSAPP_NUMBER_ID = "100000000000001"

@@ -152,7 +152,12 @@ class Cluster:
         )
         if result.returncode != 0:
             log = (self.datadir / "server.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"PostgreSQL did not start:\n{result.stderr}\n{log}")
+            said = [line for line in (result.stderr + log).splitlines() if line.strip()]
+            # The first line is what a one-line report shows: the server's last word, its log.
+            raise RuntimeError(
+                f"PostgreSQL did not start ({said[-1] if said else 'no message'}; "
+                f"see {self.datadir / 'server.log'})\n{result.stderr}\n{log}"
+            )
 
     def stop(self, mode: str = "fast") -> None:
         if self.running():
