@@ -41,9 +41,14 @@ def one_line_database_errors(command):
         try:
             return command(*args, **kwargs)
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise click.ClickException(
-                db.cannot_connect(current_app.config["DATABASE_URL"], exc)
-            ) from None
+            url = current_app.config["DATABASE_URL"]
+            reason = exc
+            if isinstance(exc, PoolTimeout):  # "couldn't get a connection": ask libpq why
+                try:
+                    psycopg.connect(url, connect_timeout=3).close()
+                except psycopg.OperationalError as direct:
+                    reason = direct
+            raise click.ClickException(db.cannot_connect(url, reason)) from None
 
     return run
 
