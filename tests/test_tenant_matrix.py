@@ -106,6 +106,7 @@ OPERATIONS = {
 NOT_TENANT_DATA = {
     ("get", "/api/openapi.json"),
     ("get", "/api/docs"),
+    ("get", "/api/docs/"),
     ("get", "/api/docs/{name}"),
     ("get", "/api/patients/import/template"),
     ("get", "/healthz"),
