@@ -81,6 +81,7 @@ class DevRun:
             LOG_LEVEL="WARNING",  # no access log lines: the pipe stays quiet once the lines are out
             PYTHONUNBUFFERED="1",
         )
+        self.env = env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "patients.ops.dev", "serve", "--env-file", str(self.env_file)],
             cwd=ROOT,
@@ -265,6 +266,45 @@ def test_ctrl_c_through_a_closed_pipe_stops_everything(dev_run, exports):
     assert not cluster.running()
     assert not (cluster.datadir / "postmaster.pid").exists()
     assert took < 20
+
+
+def test_make_stop_after_make_run_was_killed():
+    """`kill -9` of `make run` leaves its gunicorn and PostgreSQL: status says so, stop ends both."""
+    run = DevRun()
+    try:
+        exports = run.wait_ready()
+        run.process.stdout.close()
+        gunicorn_pid = int((run.cluster().socket_dir / "make-run.pid").read_text().split()[1])
+        run.process.kill()
+        run.process.wait(10)
+
+        def dev(command):
+            return subprocess.run(
+                [sys.executable, "-m", "patients.ops.dev", command],
+                cwd=ROOT,
+                env=run.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        status = dev("status")
+        assert status.returncode == 0, status.stderr
+        assert f"make run: not running, but its gunicorn (pid {gunicorn_pid}) is: make stop" in (
+            status.stdout
+        )
+        assert "embedded PostgreSQL: running" in status.stdout
+        assert get(exports, "/healthz")[0] == 200  # still serving, orphaned
+        stopped = dev("stop")
+        assert stopped.stdout.splitlines() == [
+            f"stopped a leftover gunicorn (pid {gunicorn_pid})",
+            f"stopped the embedded PostgreSQL ({run.datadir})",
+        ]
+        assert session_members(run.process.pid) == []
+        assert not run.cluster().running()
+        assert dev("stop").stdout == "nothing of this checkout is running\n"
+    finally:
+        run.close()
 
 
 def test_the_own_database_recipe_works(database_url, tmp_path):

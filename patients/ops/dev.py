@@ -330,13 +330,27 @@ def status() -> int:
             f"make run: serving on port {port} (pid {serve_pid}, gunicorn {gunicorn_pid}), /healthz {health}"
         )
     else:
-        say("make run: not running")
+        leftover = leftover_gunicorn(cluster)
+        if leftover:
+            say(f"make run: not running, but its gunicorn (pid {leftover}) is: make stop")
+        else:
+            say("make run: not running")
     from patients.config import app_settings
 
     url = app_settings()["DATABASE_URL"]
     if url and url != cluster.url:
         say("DATABASE_URL is set: make run would use that database, not the embedded one")
     return 0
+
+
+def leftover_gunicorn(cluster: Cluster) -> int | None:
+    """The gunicorn of a `make run` killed with -9 outlives it; the owner file names it."""
+    try:
+        _, gunicorn_pid, _ = map(int, owner_path(cluster).read_text().split())
+        command = Path(f"/proc/{gunicorn_pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return gunicorn_pid if b"gunicorn" in command else None  # not a recycled pid
 
 
 def healthz(host: str, port: int) -> int | None:
@@ -356,7 +370,7 @@ def stop() -> int:
     owner = read_owner(cluster)
     did = False
     if owner:
-        serve_pid, gunicorn_pid, _ = owner
+        serve_pid = owner[0]
         os.kill(serve_pid, signal.SIGTERM)  # it stops its gunicorn and PostgreSQL itself
         deadline = time.monotonic() + 40
         while alive(serve_pid) and time.monotonic() < deadline:
@@ -364,16 +378,14 @@ def stop() -> int:
         say(f"stopped make run (pid {serve_pid})")
         did = True
     else:
-        # A `make run` killed with -9 leaves its gunicorn behind; its pid is in the owner file.
-        with contextlib.suppress(OSError, ValueError):
-            _, gunicorn_pid, _ = map(int, owner_path(cluster).read_text().split())
-            if (
-                alive(gunicorn_pid)
-                and b"gunicorn" in Path(f"/proc/{gunicorn_pid}/cmdline").read_bytes()
-            ):
-                os.kill(gunicorn_pid, signal.SIGTERM)
-                say(f"stopped a leftover gunicorn (pid {gunicorn_pid})")
-                did = True
+        leftover = leftover_gunicorn(cluster)
+        if leftover:
+            os.kill(leftover, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while alive(leftover) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            say(f"stopped a leftover gunicorn (pid {leftover})")
+            did = True
         with contextlib.suppress(OSError):
             owner_path(cluster).unlink()
     if cluster.running():
