@@ -258,14 +258,12 @@ def test_ctrl_c_through_a_closed_pipe_stops_everything(dev_run, exports):
     cluster = dev_run.cluster()
     assert cluster.running()
     dev_run.process.stdout.close()  # the reader is gone
-    started = time.monotonic()
     os.killpg(dev_run.process.pid, signal.SIGINT)  # what the terminal sends the whole group
-    assert dev_run.process.wait(30) == 130
-    took = time.monotonic() - started
+    # Bounded by PostgreSQL's shutdown checkpoint, seconds on a busy disk (not a speed test).
+    assert dev_run.process.wait(90) == 130
     assert session_members(dev_run.process.pid) == []  # gunicorn, its workers: gone
     assert not cluster.running()
     assert not (cluster.datadir / "postmaster.pid").exists()
-    assert took < 20
 
 
 def test_make_stop_after_make_run_was_killed():

@@ -445,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     except Refusal as exc:
         warn(str(exc))
         return 1
+    except RuntimeError as exc:  # the embedded PostgreSQL's: no binaries, initdb or start failed
+        warn(str(exc).strip().splitlines()[0])
+        return 1
 
 
 if __name__ == "__main__":
