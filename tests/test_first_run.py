@@ -92,6 +92,7 @@ class DevRun:
             start_new_session=True,  # its own process group: SIGINT to it is a terminal's Ctrl-C
         )
         self.lines: list[str] = []
+        self.gunicorn_pid = None
         self.ready = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -114,6 +115,8 @@ class DevRun:
                     name, _, value = word.partition("=")
                     exports[name] = value
         assert set(exports) == set(EXPORTED + WEBHOOK), "\n".join(self.lines[-40:])
+        owner = self.cluster().socket_dir / "make-run.pid"
+        self.gunicorn_pid = int(owner.read_text().split()[1])  # in a session of its own
         return exports
 
     def cluster(self) -> Cluster:
@@ -127,6 +130,8 @@ class DevRun:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.gunicorn_pid and alive(self.gunicorn_pid):  # `make run` killed, gunicorn not
+            os.killpg(self.gunicorn_pid, signal.SIGKILL)
         with_cluster = self.cluster()
         with_cluster.stop("immediate")
         shutil.rmtree(with_cluster.socket_dir, ignore_errors=True)
@@ -253,15 +258,40 @@ def test_every_readme_example_answers_2xx(exports, tmp_path):
     assert failed == [], result.stderr[-3000:]
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_ctrl_c_through_a_closed_pipe_stops_everything(dev_run, exports):
     """`make run 2>&1 | tee log`, then Ctrl-C: tee dies first, so every later print fails."""
     cluster = dev_run.cluster()
     assert cluster.running()
+    gunicorn = int((cluster.socket_dir / "make-run.pid").read_text().split()[1])
+    processes = [gunicorn, *children(gunicorn)]
+    assert len(processes) == 3  # the master and WEB_CONCURRENCY=2 workers
     dev_run.process.stdout.close()  # the reader is gone
-    os.killpg(dev_run.process.pid, signal.SIGINT)  # what the terminal sends the whole group
+    os.killpg(dev_run.process.pid, signal.SIGINT)  # what the terminal sends its process group
     # Bounded by PostgreSQL's shutdown checkpoint, seconds on a busy disk (not a speed test).
     assert dev_run.process.wait(90) == 130
-    assert session_members(dev_run.process.pid) == []  # gunicorn, its workers: gone
+    assert [pid for pid in processes if alive(pid)] == []  # gunicorn and its workers: gone
+    assert session_members(dev_run.process.pid) == []
     assert not cluster.running()
     assert not (cluster.datadir / "postmaster.pid").exists()
 
@@ -298,7 +328,7 @@ def test_make_stop_after_make_run_was_killed():
             f"stopped a leftover gunicorn (pid {gunicorn_pid})",
             f"stopped the embedded PostgreSQL ({run.datadir})",
         ]
-        assert session_members(run.process.pid) == []
+        assert not alive(gunicorn_pid)
         assert not run.cluster().running()
         assert dev("stop").stdout == "nothing of this checkout is running\n"
     finally:

@@ -231,6 +231,11 @@ def serve(env_file: Path) -> int:
         gunicorn = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--log-level", "warning", "app:create_app()"],
             cwd=ROOT,
+            # Out of the terminal's process group: Ctrl-C reaches us alone and we stop gunicorn
+            # with one signal. Had its workers the terminal's SIGINT and then the master's
+            # SIGQUIT, the second could land inside the first's handler and deadlock a worker
+            # on its thread pool's lock (seen: one stop in six, 20 s until the master's SIGKILL).
+            start_new_session=True,
         )
         if cluster is not None:
             owner_path(cluster).write_text(f"{os.getpid()} {gunicorn.pid} {port}\n")
@@ -263,11 +268,12 @@ def serve(env_file: Path) -> int:
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
         stopped = []
         if gunicorn is not None and gunicorn.poll() is None:
-            gunicorn.terminate()
+            gunicorn.send_signal(signal.SIGINT)  # gunicorn's quick shutdown, as Ctrl-C would be
             try:
                 gunicorn.wait(30)
             except subprocess.TimeoutExpired:
-                gunicorn.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(gunicorn.pid, signal.SIGKILL)  # its group: master and workers
                 gunicorn.wait()
             stopped.append("gunicorn")
         if cluster is not None:
