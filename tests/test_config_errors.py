@@ -241,7 +241,7 @@ def test_mint_token_for_a_clinic_that_exists(runner, clinic, client):
     result = runner.invoke(args=["mint-token", "--clinic", clinic.id, "--role", "admin"])
     assert result.exit_code == 0, result.output
     token = result.output.strip()
-    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"])
+    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="authenticated")
     assert claims["app_metadata"] == {"clinic_id": clinic.id, "role": "admin"}
     answer = client.get("/api/audit", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200
