@@ -16,7 +16,6 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from patients.config import POOL_MAX_SIZE, POOL_TIMEOUT
-from patients.messages import N_
 from patients.repository import queries
 
 log = logging.getLogger(__name__)
@@ -117,10 +116,7 @@ def cannot_connect(url: str, exc: BaseException) -> str:
     said = [line.strip() for line in str(exc).splitlines() if line.strip()]
     # libpq: 'connection failed: connection to server at "h" (1.2.3.4), port 1 failed: <why>'
     reason = said[0].rsplit(" failed: ", 1)[-1] if said else type(exc).__name__
-    return N_("cannot connect to the database at %(where)s: %(reason)s") % {
-        "where": where,
-        "reason": reason,
-    }
+    return f"cannot connect to the database at {where}: {reason}"  # an operator's, English
 
 
 @click.command("init-db")

@@ -1,7 +1,9 @@
 """Operator commands: `flask --app app <command>`. Registered by create_app().
 
 A mistake (an unknown country or time zone, a clinic that does not exist, a database that does
-not answer) is refused with one line, `Error: …`, and exit status 1; nothing is written.
+not answer) is refused with one line, `Error: …`, and exit status 1; nothing is written. Those
+lines are for an operator's terminal, in English, and not in the translation catalog (the web
+layer's messages are). Templates with `%(name)s`, filled by `refuse()`.
 """
 
 import datetime as dt
@@ -22,7 +24,6 @@ from psycopg_pool import PoolTimeout
 from tqdm import tqdm
 
 from patients import db, dui
-from patients.messages import N_
 from patients.ops import demo_data, key_rotation, whatsapp
 from patients.repository import queries
 
@@ -66,16 +67,14 @@ def create_clinic_command(name, plan, country_code, timezone):
     # The phone region of every import and webhook: only regions libphonenumber has numbers for.
     if country_code not in phonenumbers.SUPPORTED_REGIONS:
         raise refuse(
-            N_(
-                "unknown country %(country)s: use a two-letter region phonenumbers knows (SV, GT, HN, MX, US, …)"
-            ),
+            "unknown country %(country)s: use a two-letter region phonenumbers knows (SV, GT, HN, MX, US, …)",
             country=repr(country_code),
         )
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise refuse(
-            N_("unknown time zone %(timezone)s: use an IANA name such as America/El_Salvador"),
+            "unknown time zone %(timezone)s: use an IANA name such as America/El_Salvador",
             timezone=repr(timezone),
         ) from None
     with db.pool().connection() as conn:
@@ -134,14 +133,14 @@ def mint_configured_token(settings, clinic_id: str, role: str, sub: str, hours: 
 def mint_token_command(clinic_id, role, sub, hours):
     """Print a bearer token for a user of a clinic (JWT_AUDIENCE, JWT_ISSUER as configured)."""
     if hours <= 0:
-        raise refuse(N_("--hours must be more than 0"))
+        raise refuse("--hours must be more than 0")
     with db.pool().connection() as conn:
         clinic = queries.get_clinic(conn, clinic_id=clinic_id)
     if clinic is None:
         # A token for a clinic that does not exist reads nothing and is refused by the plan
         # checks: an operator who pasted a wrong id learns it here, not from a puzzling API.
         raise refuse(
-            N_("no clinic %(clinic)s in this database: create-clinic prints the id of a new one"),
+            "no clinic %(clinic)s in this database: create-clinic prints the id of a new one",
             clinic=clinic_id,
         )
     click.echo(mint_configured_token(current_app.config, clinic_id, role, sub, hours))

@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-from patients.messages import N_
 from patients.ops.embedded_pg import Cluster, project_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +117,7 @@ def check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise Refusal(N_("HOST=%(host)s is not an address of this machine"), host=host) from None
+        raise Refusal("HOST=%(host)s is not an address of this machine", host=host) from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
@@ -127,10 +126,10 @@ def check_port(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise Refusal(
-                    N_("port %(port)s is taken: PORT=%(other)s make run"), port=port, other=port + 1
+                    "port %(port)s is taken: PORT=%(other)s make run", port=port, other=port + 1
                 ) from None
             raise Refusal(
-                N_("cannot listen on %(host)s:%(port)s: %(why)s"),
+                "cannot listen on %(host)s:%(port)s: %(why)s",
                 host=host,
                 port=port,
                 why=exc.strerror,
@@ -168,7 +167,7 @@ def wait_for_health(host: str, port: int, gunicorn: subprocess.Popen, timeout=60
         if healthz(host, port) == 200:
             return
         time.sleep(0.2)
-    raise Refusal(N_("gunicorn did not answer /healthz within %(s)d s"), s=timeout)
+    raise Refusal("gunicorn did not answer /healthz within %(s)d s", s=timeout)
 
 
 # -- make run ---------------------------------------------------------------------------------
@@ -209,7 +208,7 @@ def serve(env_file: Path) -> int:
             owner = read_owner(embedded)
             if owner:
                 raise Refusal(
-                    N_("make run of this checkout already serves on port %(port)s: make stop"),
+                    "make run of this checkout already serves on port %(port)s: make stop",
                     port=owner[2],
                 )
             # Ours to stop from now on, also when an earlier run was killed and left it running.
@@ -409,7 +408,7 @@ def psql() -> int:
     cluster = project_cluster()
     url = app_settings()["DATABASE_URL"] or cluster.url
     if url == cluster.url and not cluster.running():
-        raise Refusal(N_("the embedded PostgreSQL is not running: make run (or make status)"))
+        raise Refusal("the embedded PostgreSQL is not running: make run (or make status)")
     binary = shutil.which("psql") or str(cluster.bindir / "psql")
     os.execv(binary, [binary, url])  # noqa: S606 (psql, found on the PATH or beside pg_ctl)
 
@@ -418,7 +417,7 @@ def clean_data() -> int:
     cluster = project_cluster()
     owner = read_owner(cluster)
     if owner:
-        raise Refusal(N_("make run serves on port %(port)s: make stop first"), port=owner[2])
+        raise Refusal("make run serves on port %(port)s: make stop first", port=owner[2])
     if cluster.running():
         cluster.stop()
     removed = []
