@@ -129,9 +129,25 @@ DUI_KEY_RECIPE = (
 
 def check_app_settings(settings: Mapping) -> None:
     """What the app cannot start without, checked before anything is started or forked."""
-    secret = settings.get("JWT_SECRET")
-    if not secret or len(secret) < 32:
-        raise ConfigError(f"JWT_SECRET must be set (at least 32 characters): {JWT_SECRET_RECIPE}")
+    secret, jwks_url = settings.get("JWT_SECRET"), settings.get("JWT_JWKS_URL")
+    # With a JWKS the legacy secret may be dropped (a project that revoked it); without one, it
+    # is the only way a token can be verified.
+    if secret or not jwks_url:
+        if not secret or len(secret) < 32:
+            raise ConfigError(
+                f"JWT_SECRET must be set (at least 32 characters): {JWT_SECRET_RECIPE}"
+            )
+        if "change-me" in secret:
+            raise ConfigError(
+                f"JWT_SECRET is still the example's placeholder: make one with {JWT_SECRET_RECIPE}"
+            )
+    if jwks_url:
+        from patients.tokens import check_jwks_url
+
+        try:
+            check_jwks_url(jwks_url)
+        except ValueError as exc:
+            raise ConfigError(f"JWT_JWKS_URL: {exc}") from None
     from patients.dui import DuiKeys
 
     try:

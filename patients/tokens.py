@@ -166,12 +166,34 @@ class JwksCache:
         if self._clock() - self._failed_at < self.retry_after_failure:
             raise JwksUnavailable("the last fetch failed a moment ago")
         try:
-            keys = usable_keys(self._client.fetch_data())
+            keys = usable_keys(self._download())
         except (jwt.PyJWTError, ValueError, OSError, http.client.HTTPException) as exc:
             self._failed_at = self._clock()
             log.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
             raise JwksUnavailable(str(exc)) from exc
         self._keys, self._fetched_at = keys, self._clock()
+
+    def _download(self):
+        """The JWKS document, within `timeout` seconds in all. PyJWKClient's timeout bounds each
+        socket read, not the whole answer: a server that sends a byte a second (or a slow DNS
+        answer) would hold the request for as long as it likes, so the download runs in a thread
+        of its own and is abandoned at the deadline."""
+        outcome: dict = {}
+
+        def download():
+            try:
+                outcome["data"] = self._client.fetch_data()
+            except BaseException as exc:  # handed to the waiting request below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=download, name="jwks-fetch", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            raise TimeoutError(f"the JWKS did not arrive within {self.timeout} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["data"]
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

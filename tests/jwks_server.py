@@ -11,7 +11,7 @@ JWT secret publishes `{"keys": []}`. `JwksServer` serves the same document over 
   `publish_raw(jwk)` adds any JWK as given),
 - count the fetches (`fetches`),
 - make the endpoint misbehave: `mode = "down"` (HTTP 503), `"slow"` (answers after `delay`
-  seconds), `"garbage"` (not JSON), `"empty"` (`{"keys": []}`), or stop it altogether (`stop()`;
+  seconds), `"dribble"` (the answer a byte every 0.2 s), `"garbage"` (not JSON), `"empty"` (`{"keys": []}`), or stop it altogether (`stop()`;
   nothing listens there any more; `start()` again brings it back on the same port).
 
 A pytest plugin (tests/conftest.py lists it): the `jwks_server` fixture needs no import.
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
-MODES = ("ok", "down", "slow", "garbage", "empty")
+MODES = ("ok", "down", "slow", "dribble", "garbage", "empty")
 
 
 class SigningKey:
@@ -163,7 +163,9 @@ class JwksServer:
                 mode = server.mode
                 if mode == "slow":
                     time.sleep(server.delay)
-                if mode == "down":
+                if mode == "dribble":
+                    self._dribble(json.dumps(server.document()).encode())
+                elif mode == "down":
                     self._send(503, b'{"message":"upstream unavailable"}')
                 elif mode == "garbage":
                     self._send(200, b"<html>not a key set</html>")
@@ -181,6 +183,20 @@ class JwksServer:
                     self.wfile.write(body)
                 except OSError:
                     pass  # the client gave up (its timeout) before a slow answer came
+
+            def _dribble(self, body: bytes) -> None:
+                """The whole answer, a byte every 0.2 s: each read is quick, the answer is not."""
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    pass
 
             def log_message(self, *args):
                 pass

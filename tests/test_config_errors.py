@@ -92,6 +92,24 @@ def test_gunicorn_without_a_usable_jwt_secret(database_url, secret):
     assert result.returncode == 1
 
 
+def test_gunicorn_with_the_example_placeholder_secret(database_url):
+    """.env.example's old value was long enough: an operator who copied it ran on a public secret."""
+    placeholder = "change-me-to-at-least-32-random-characters-please"
+    result = gunicorn(environment(database_url, JWT_SECRET=placeholder), "--bind", "127.0.0.1:1")
+    assert one_line(result) == (
+        "JWT_SECRET is still the example's placeholder: make one with "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    )
+
+
+def test_gunicorn_with_a_jwks_url_that_is_not_https(database_url):
+    env = environment(database_url, JWT_JWKS_URL="http://example.org/auth/v1/.well-known/jwks.json")
+    line = one_line(gunicorn(env, "--bind", "127.0.0.1:1"))
+    assert line.startswith(
+        "JWT_JWKS_URL: 'http://example.org/auth/v1/.well-known/jwks.json' is not"
+    )
+
+
 def test_gunicorn_with_a_dui_key_that_is_not_one(database_url):
     result = gunicorn(environment(database_url, DUI_KEYS="nonsense"))
     assert one_line(result) == (

@@ -89,6 +89,13 @@ def test_bad_paging_is_400_naming_the_field(client, clinic, path, query, field):
     assert field in body["message"]
 
 
+@pytest.mark.parametrize("given", ["12345678-9", "123456789", "50377654321", "eyJx.eyJy.z"])
+def test_a_request_id_shaped_like_patient_data_is_replaced(client, given):
+    """Request ids are stored in audit rows and returned by /api/audit, where no scrubbing runs."""
+    echoed = client.get("/healthz", headers={"X-Request-ID": given}).headers["X-Request-ID"]
+    assert echoed != given and len(echoed) == 32
+
+
 def test_request_id_is_echoed(client):
     response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert response.headers["X-Request-ID"] == "abc-123"

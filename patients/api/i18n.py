@@ -57,8 +57,13 @@ def compile_catalogs(directory: Path = TRANSLATIONS) -> list[Path]:
 
 
 def init_app(app: Flask) -> None:
-    for mo in compile_catalogs():
-        log.info("compiled translation catalog %s", mo.relative_to(TRANSLATIONS))
+    try:
+        for mo in compile_catalogs():
+            log.info("compiled translation catalog %s", mo.relative_to(TRANSLATIONS))
+    except OSError as exc:
+        # A read-only deploy whose .po looks newer still starts: with the catalogs it has, or in
+        # English where there are none (`make setup` compiles them at build time).
+        log.warning("translation catalogs could not be compiled: %s", type(exc).__name__)
     flask_babel.Babel(
         app,
         configure_jinja=False,

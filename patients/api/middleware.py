@@ -27,6 +27,7 @@ from werkzeug.routing import RequestRedirect
 
 from patients.api import params
 from patients.api.errors import render, unreadable_body, validation_error
+from patients.logs import scrub
 from patients.messages import N_
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -52,7 +53,10 @@ class RequestIdFilter(logging.Filter):
 
 def start_request() -> None:
     given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    # A caller's id is kept only when it is sane and cannot be patient data: it is stored in audit
+    # rows and echoed back, and the log scrubbing would not reach those.
+    sane = REQUEST_ID.match(given) and scrub(given) == given
+    g.request_id = given if sane else uuid.uuid4().hex
     g.started = time.perf_counter()
     refuse_redirects()
     check_query_string()

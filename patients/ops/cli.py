@@ -134,6 +134,8 @@ def mint_token_command(clinic_id, role, sub, hours):
     """Print a bearer token for a user of a clinic (JWT_AUDIENCE, JWT_ISSUER as configured)."""
     if hours <= 0:
         raise refuse("--hours must be more than 0")
+    if not current_app.config["JWT_SECRET"]:
+        raise refuse("JWT_SECRET is not set: this service verifies tokens with the JWKS only")
     with db.pool().connection() as conn:
         clinic = queries.get_clinic(conn, clinic_id=clinic_id)
     if clinic is None:
