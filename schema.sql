@@ -289,6 +289,11 @@ ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claim_token uuid;
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claimed_by text;
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claim_count int NOT NULL DEFAULT 0;
+-- Parked: claimed too often without being answered (the chatbot fails on it, or dies on it), so it
+-- is out of every claim and kept for an operator instead of blocking the clinic's queue.
+ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS failed_at timestamptz DEFAULT NULL;
+CREATE INDEX IF NOT EXISTS inbound_messages_parked_idx
+    ON inbound_messages (clinic_id, failed_at) WHERE failed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inbound_messages_user_idx
     ON inbound_messages (clinic_id, sender_user_id) WHERE processed_at IS NULL;
 -- Retention walks the answered messages oldest first.

@@ -1,23 +1,30 @@
 """How a chatbot worker consumes inbound_messages safely alongside others: plain Python, no Flask.
 
 The protocol (queries/chatbot.sql):
-1. `claim()` in one transaction: drop the waiting messages whose sender is by now a blocked patient,
-   then lock up to `limit` free messages FOR UPDATE SKIP LOCKED and lease them to this worker.
+1. `claim()`, one statement: lock up to `limit` free messages FOR UPDATE SKIP LOCKED and, of those
+   only, delete the ones whose sender is by now a blocked patient, park the ones claimed
+   `max_claims` times already, and lease the rest to this worker.
 2. Compose the answer. Right before sending, `still_mine()`: the message is still this worker's and
    its sender was not blocked meanwhile (it also renews the lease for the send).
 3. After sending, `complete()`: processed_at is set. A worker that dies before this never
    completes; its lease runs out and another worker claims the message again.
+   If answering raises, `fail()`: the message comes back after `retry_seconds`, or is parked once it
+   has had `max_claims` claims, and the worker goes on with the rest: one message the chatbot
+   cannot answer never holds up a clinic's queue.
 `wait()` sleeps on LISTEN inbound_messages (the webhook's inserts notify with the clinic id), so a
 worker needs no tight polling; the timeout doubles as the sweep for run-out leases.
 
 The connection is the caller's own, in autocommit mode (LISTEN must not sit in a transaction).
 """
 
+import logging
 from dataclasses import dataclass
 
 import psycopg
 
 from patients.repository import queries
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "inbound_messages"
 
@@ -27,6 +34,8 @@ class Lease:
     worker: str
     limit: int = 10
     seconds: int = 60
+    max_claims: int = 5  # claims without an answer before a message is parked
+    retry_seconds: int = 30  # how long a message the chatbot failed on waits before its next claim
 
 
 def listen(conn: psycopg.Connection) -> None:
@@ -39,16 +48,19 @@ def waiting_clinics(conn: psycopg.Connection) -> list[str]:
 
 def claim(conn: psycopg.Connection, clinic_id: str, lease: Lease) -> list[dict]:
     """The messages this worker now holds, oldest first (empty: nothing free to claim)."""
-    with conn.transaction():
-        queries.drop_blocked_waiting(conn, clinic_id=clinic_id)
+    while True:
         rows = queries.claim_inbound_messages(
             conn,
             clinic_id=clinic_id,
             worker=lease.worker,
             limit=lease.limit,
             lease_seconds=lease.seconds,
+            max_claims=lease.max_claims,
         )
-    return sorted(rows, key=lambda row: (row["received_at"], row["id"]))
+        claimed = [row for row in rows if row["id"] is not None]
+        if claimed or not rows[0]["looked"]:
+            # Else every row taken was blocked or parked, and more may wait behind them.
+            return sorted(claimed, key=lambda row: (row["received_at"], row["id"]))
 
 
 def still_mine(conn: psycopg.Connection, message: dict, lease: Lease) -> bool:
@@ -88,6 +100,20 @@ def release(conn: psycopg.Connection, message: dict) -> bool:
     )
 
 
+def fail(conn: psycopg.Connection, message: dict, lease: Lease) -> bool | None:
+    """The chatbot could not answer: back to the queue after a delay, or parked (True) after
+    `max_claims` claims; None when the message was no longer this worker's."""
+    row = queries.fail_inbound_message(
+        conn,
+        clinic_id=message["clinic_id"],
+        id=message["id"],
+        claim_token=message["claim_token"],
+        max_claims=lease.max_claims,
+        retry_seconds=lease.retry_seconds,
+    )
+    return None if row is None else row["parked"]
+
+
 def wait(conn: psycopg.Connection, timeout: float) -> set[str]:
     """The clinics notified within `timeout` seconds (empty on timeout), gathering any burst."""
     clinics = {n.payload for n in conn.notifies(timeout=timeout, stop_after=1)}
@@ -101,6 +127,7 @@ def drain(conn: psycopg.Connection, clinic_id: str, lease: Lease, answer) -> int
     """Claim and answer the clinic's waiting messages until none is free; how many were answered.
 
     `answer(message)` sends the reply; it is called only while the message is still this worker's.
+    When it raises, the message is failed (retried later, or parked) and the next one is answered.
     """
     answered = 0
     while batch := claim(conn, clinic_id, lease):
@@ -109,11 +136,36 @@ def drain(conn: psycopg.Connection, clinic_id: str, lease: Lease, answer) -> int
                 continue
             try:
                 answer(message)
-            except Exception:
-                release(conn, message)  # back to the queue at once, not after the lease
+            except Exception as exc:
+                failed(conn, message, lease, exc)
+                continue
+            except BaseException:
+                release(conn, message)  # stopped (Ctrl-C): back to the queue at once, no failure
                 raise
             answered += complete(conn, message)
     return answered
+
+
+def failed(conn: psycopg.Connection, message: dict, lease: Lease, exc: Exception) -> None:
+    parked = fail(conn, message, lease)
+    # The exception's type only: its text (and a traceback's last line) may quote the message or
+    # the sender's phone, which the log must never hold.
+    if parked is None:
+        outcome, level = "no longer this worker's (blocked or taken over)", logging.WARNING
+    elif parked:
+        outcome, level = "parked (failed_at) for an operator", logging.ERROR
+    else:
+        outcome, level = "tried again later", logging.WARNING
+    log.log(
+        level,
+        "chatbot failed on message %s of clinic %s (%s), claim %d of %d: %s",
+        message["id"],
+        message["clinic_id"],
+        type(exc).__name__,
+        message["claim_count"],
+        lease.max_claims,
+        outcome,
+    )
 
 
 def run(

@@ -206,10 +206,12 @@ def store_delivery(conn, delivery: Delivery, keep_unrouted: bool = True) -> dict
     """Write a read delivery in the caller's transaction; the counts the webhook answers with.
 
     Identities first, one statement each: a number change and a message from the new number in the
-    same delivery (or the next one) must see what came before them.
+    same delivery (or the next one) must see what came before them. So they are written in the
+    delivery's order, after their locks are taken in one sorted order (`lock_identities`).
     """
     counts = Counter({outcome: 0 for outcome in OUTCOMES})
     counts["unreadable"] = delivery.unreadable
+    lock_identities(conn, [delivery])
     for fact in delivery.identities:
         saved = queries.record_whatsapp_identity(conn, **fact)
         if saved is not None and fact["source"] != "message":
@@ -234,16 +236,40 @@ def store_delivery(conn, delivery: Delivery, keep_unrouted: bool = True) -> dict
     return {outcome: counts[outcome] for outcome in OUTCOMES}
 
 
+def identity_keys(delivery: Delivery) -> set[tuple[str, str, str]]:
+    """The (phone_number_id, kind, value) of every identity the delivery's facts write."""
+    return {
+        (fact["phone_number_id"], kind, value)
+        for fact in delivery.identities
+        for kind, value in (("wa_id", fact["to_phone"]), ("user_id", fact["to_user_id"]))
+        if value is not None
+    }
+
+
+def lock_identities(conn, deliveries: list[Delivery]) -> None:
+    """Lock the identities these deliveries write, in sorted order, until the transaction ends.
+
+    Written in payload order without this, two deliveries naming the same identities in opposite
+    orders could each hold one row and wait for the other's: a deadlock, a 500, Meta's retry.
+    """
+    keys = sorted(set().union(*(identity_keys(d) for d in deliveries)))
+    if keys:
+        identities = [dict(zip(("phone_number_id", "kind", "value"), key)) for key in keys]
+        queries.lock_whatsapp_identities(conn, identities=Jsonb(identities))
+
+
 def replay_unrouted(conn) -> dict[str, int]:
     """Store the kept notifications whose number a clinic has by now, then forget them.
 
     For the operator who set a clinic's whatsapp_phone_number_id after Meta had started sending.
     """
     rows = queries.lock_routable_unrouted(conn)
+    deliveries = [read_delivery({"entry": [{"changes": [{"value": row["value"]}]}]}) for row in rows]
+    # All of them in one transaction: their identities are locked together, in one order, first.
+    lock_identities(conn, deliveries)
     totals = Counter()
-    for row in rows:
-        payload = {"entry": [{"changes": [{"value": row["value"]}]}]}
-        totals.update(store_delivery(conn, read_delivery(payload), keep_unrouted=False))
+    for delivery in deliveries:
+        totals.update(store_delivery(conn, delivery, keep_unrouted=False))
     if rows:
         queries.forget_unrouted(conn, ids=[row["id"] for row in rows])
     totals["notifications"] = len(rows)

@@ -6,43 +6,40 @@
 -- (the payload is the clinic id) or from waiting_clinics.
 
 -- name: waiting_clinics :many
--- The clinics with a message a worker could claim now (waiting, lease free or run out): where a
--- worker starts, and what it sweeps when no notification came for a while (run-out leases notify
--- nobody). Each clinic is asked on its own, by clinic_id.
+-- The clinics with a message a worker could claim now (waiting, not parked, lease free or run
+-- out): where a worker starts, and what it sweeps when no notification came for a while (run-out
+-- leases and retry delays notify nobody). Each clinic is asked on its own, by clinic_id.
 SELECT c.id::text AS clinic_id
   FROM clinics c
  WHERE EXISTS (SELECT 1
                  FROM inbound_messages m
                 WHERE m.clinic_id = c.id
                   AND m.processed_at IS NULL
+                  AND m.failed_at IS NULL
                   AND (m.claimed_until IS NULL OR m.claimed_until <= now()))
  ORDER BY c.id;
-
--- name: drop_blocked_waiting :execrows
--- The block, checked again when a worker comes to claim: waiting messages whose sender is by now a
--- blocked patient (blocked since it arrived, or linked to one since: a number change, a user id
--- seen beside a blocked phone) are deleted, never answered. Rows a worker holds are skipped here
--- and left to that worker's complete, which then finds them gone if blocking deleted them.
-DELETE FROM inbound_messages m
- WHERE (m.clinic_id, m.id) IN (
-        SELECT w.clinic_id, w.id
-          FROM inbound_messages w
-         WHERE w.clinic_id = %(clinic_id)s
-           AND w.processed_at IS NULL
-           AND (w.claimed_until IS NULL OR w.claimed_until <= now())
-           AND whatsapp_sender_blocked(w.clinic_id, w.sender_phone, w.sender_user_id, w.patient_id)
-           FOR UPDATE SKIP LOCKED);
 
 -- name: claim_inbound_messages :many
 -- Up to `limit` waiting messages of the clinic, oldest first, for one worker for `lease_seconds`.
 -- Rows another worker is claiming right now are skipped (SKIP LOCKED), rows it has claimed are
 -- excluded by their lease (PostgreSQL re-checks the condition on the row it locks, so a claim that
 -- committed a moment ago is seen). Each claim gets a new claim_token: only its holder can complete
--- or release the message, so a worker whose lease ran out and was taken over cannot finish it
--- too. Senders who are blocked patients are never claimed. The patient a message's sender resolves
--- to now is filled in when it had none (a user id linked after the message arrived).
+-- or release the message, so a worker whose lease ran out and was taken over cannot finish it too.
+-- The rows taken are judged here, and only they, so a claim costs the same whatever the backlog:
+-- - the block, checked again: a sender who is by now a blocked patient (blocked since the message
+--   arrived, or linked to one since: a number change, a user id seen beside a blocked phone) is
+--   never handed out; the message is deleted, as blocking would have;
+-- - a message claimed `max_claims` times already and never answered (the chatbot fails on it, or
+--   dies on it and its lease runs out) is parked (failed_at), out of every claim, for an operator;
+-- - the others are leased, and the patient the sender resolves to now is filled in when the
+--   message had none (a user id linked after it arrived).
+-- One row always: `looked` is how many rows were taken; the claimed messages' columns are null
+-- when none was (all blocked or parked: the caller claims again).
 WITH picked AS (
     SELECT m.clinic_id, m.id,
+           whatsapp_sender_blocked(m.clinic_id, m.sender_phone, m.sender_user_id, m.patient_id)
+               AS blocked,
+           m.claim_count >= %(max_claims)s AS spent,
            (SELECT s.patient_id
               FROM whatsapp_sender_patients(m.clinic_id, m.sender_phone, m.sender_user_id) s
              ORDER BY s.rank, s.patient_id
@@ -50,24 +47,38 @@ WITH picked AS (
       FROM inbound_messages m
      WHERE m.clinic_id = %(clinic_id)s
        AND m.processed_at IS NULL
+       AND m.failed_at IS NULL
        AND (m.claimed_until IS NULL OR m.claimed_until <= now())
-       AND NOT whatsapp_sender_blocked(m.clinic_id, m.sender_phone, m.sender_user_id, m.patient_id)
      ORDER BY m.received_at, m.id
      LIMIT %(limit)s
        FOR UPDATE OF m SKIP LOCKED
+), dropped AS (
+    DELETE FROM inbound_messages m
+     USING picked p
+     WHERE m.clinic_id = p.clinic_id AND m.id = p.id AND p.blocked
+), parked AS (
+    UPDATE inbound_messages m
+       SET failed_at = now(), claimed_until = NULL, claim_token = NULL, claimed_by = NULL
+      FROM picked p
+     WHERE m.clinic_id = p.clinic_id AND m.id = p.id AND NOT p.blocked AND p.spent
+), claimed AS (
+    UPDATE inbound_messages m
+       SET claim_token = gen_random_uuid(),
+           claimed_by = %(worker)s,
+           claimed_until = now() + make_interval(secs => %(lease_seconds)s),
+           claim_count = m.claim_count + 1,
+           patient_id = coalesce(m.patient_id, p.resolved)
+      FROM picked p
+     WHERE m.clinic_id = p.clinic_id AND m.id = p.id AND NOT p.blocked AND NOT p.spent
+    RETURNING m.*
 )
-UPDATE inbound_messages m
-   SET claim_token = gen_random_uuid(),
-       claimed_by = %(worker)s,
-       claimed_until = now() + make_interval(secs => %(lease_seconds)s),
-       claim_count = m.claim_count + 1,
-       patient_id = coalesce(m.patient_id, p.resolved)
-  FROM picked p
- WHERE m.clinic_id = p.clinic_id AND m.id = p.id
-RETURNING m.clinic_id::text AS clinic_id, m.id, m.message_id, m.sender_phone, m.sender_user_id,
-          m.sender_name, m.sender_username, m.patient_id::text AS patient_id, m.message_type,
-          m.body, m.payload, m.sent_at, m.received_at, m.claim_token::text AS claim_token,
-          m.claimed_until, m.claim_count;
+SELECT (SELECT count(*) FROM picked) AS looked,
+       m.clinic_id::text AS clinic_id, m.id, m.message_id, m.sender_phone, m.sender_user_id,
+       m.sender_name, m.sender_username, m.patient_id::text AS patient_id, m.message_type,
+       m.body, m.payload, m.sent_at, m.received_at, m.claim_token::text AS claim_token,
+       m.claimed_until, m.claim_count
+  FROM (SELECT 1) one
+  LEFT JOIN claimed m ON true;
 
 -- name: complete_inbound_message :execrows
 -- The worker answered: processed_at is set, if the message is still its own (same claim_token,
@@ -85,6 +96,21 @@ UPDATE inbound_messages
  WHERE clinic_id = %(clinic_id)s AND id = %(id)s
    AND claim_token = %(claim_token)s::uuid
    AND processed_at IS NULL;
+
+-- name: fail_inbound_message :one
+-- The chatbot could not answer: the message goes back to the queue after `retry_seconds` (so a
+-- failing send is not retried in a tight loop, and the rest of the queue goes first), or, claimed
+-- `max_claims` times already, it is parked (failed_at) for an operator. No row: not this worker's
+-- any more (blocked, taken over).
+UPDATE inbound_messages
+   SET claim_token = NULL, claimed_by = NULL,
+       claimed_until = CASE WHEN claim_count < %(max_claims)s
+                            THEN now() + make_interval(secs => %(retry_seconds)s) END,
+       failed_at = CASE WHEN claim_count >= %(max_claims)s THEN now() END
+ WHERE clinic_id = %(clinic_id)s AND id = %(id)s
+   AND claim_token = %(claim_token)s::uuid
+   AND processed_at IS NULL
+RETURNING failed_at IS NOT NULL AS parked, claim_count;
 
 -- name: still_claimed :scalar
 -- Right before sending: is the message still this worker's, unanswered, and its sender not blocked

@@ -2,6 +2,20 @@
 -- messages for the chatbot, delivery statuses, and notifications no clinic could take. No bearer
 -- token here: the clinic comes from the receiving number (clinics.whatsapp_phone_number_id).
 
+-- name: lock_whatsapp_identities :execrows
+-- Before a delivery writes its identities (in its own order: each may build on the one before),
+-- it takes a transaction lock on every identity it will write (`identities`: a JSON array of
+-- {phone_number_id, kind, value}), all in one order, so two deliveries naming the same people in
+-- opposite orders queue up instead of deadlocking (one would fail with a 500, and Meta retry it).
+-- The order is the lock ids' own: sorted by anything else, two colliding hashes could still cross.
+SELECT pg_advisory_xact_lock(k.lock_id)
+  FROM (SELECT DISTINCT
+               hashtextextended('whatsapp.identity:' || i.phone_number_id || ':' || i.kind || ':'
+                                || i.value, 0) AS lock_id
+          FROM jsonb_to_recordset(%(identities)s::jsonb)
+               AS i(phone_number_id text, kind text, value text)
+         ORDER BY 1) k;
+
 -- name: record_whatsapp_identity :one
 -- One thing WhatsApp said about who a sender is: the person known by (from_phone, from_user_id) is
 -- also (to_phone, to_user_id): a number change (user_changed_number), a new user id

@@ -54,18 +54,23 @@ def worker_conn(database_url):
 def test_concurrent_workers_drain_the_queue_without_double_claims(sql, clinic, worker_conn):
     ids = fill(sql, clinic, 120)
     claims, answered, errors = [], [], []
-    start = threading.Barrier(4)
+    start, first_claims = threading.Barrier(4), threading.Barrier(4)
 
     def work(name):
         conn = worker_conn()
         lease = chatbot.Lease(worker=name, limit=5, seconds=60)
         try:
-            start.wait()
-            while batch := chatbot.claim(conn, clinic.id, lease):
+            start.wait(10)
+            batch = chatbot.claim(conn, clinic.id, lease)
+            # Every worker holds its first batch (4 x 5 of 120: none can come back empty) before
+            # any completes, so all four really claim whatever the scheduler does.
+            first_claims.wait(10)
+            while batch:
                 for message in batch:
                     claims.append((name, message["id"]))
                     assert chatbot.still_mine(conn, message, lease)
                     answered.append(chatbot.complete(conn, message))
+                batch = chatbot.claim(conn, clinic.id, lease)
         except Exception as exc:  # reported below; a thread's exception would vanish
             errors.append(exc)
 
@@ -78,7 +83,7 @@ def test_concurrent_workers_drain_the_queue_without_double_claims(sql, clinic, w
     claimed_ids = [message_id for _, message_id in claims]
     assert sorted(claimed_ids) == ids  # every message once, none twice
     assert answered == [True] * len(ids)
-    assert len({name for name, _ in claims}) > 1  # the work was really shared
+    assert {name for name, _ in claims} == {f"worker-{n}" for n in range(4)}  # really shared
     rows = queued(sql, clinic)
     assert all(r["processed_at"] is not None and r["claim_count"] == 1 for r in rows)
 
@@ -121,6 +126,122 @@ def test_a_released_message_is_claimable_at_once(sql, clinic, worker_conn):
     assert chatbot.release(conn, message) is True
     (again,) = chatbot.claim(conn, clinic.id, chatbot.Lease("b"))
     assert again["id"] == message["id"] and again["claim_token"] != message["claim_token"]
+
+
+def parked(sql, clinic) -> list[dict]:
+    return sql.execute(
+        "SELECT id, claim_count, processed_at, claimed_until FROM inbound_messages "
+        "WHERE clinic_id = %s AND failed_at IS NOT NULL ORDER BY id",
+        (clinic.id,),
+    ).fetchall()
+
+
+def test_a_message_the_chatbot_cannot_answer_is_parked_and_the_queue_goes_on(
+    sql, clinic, worker_conn, caplog
+):
+    ids = fill(sql, clinic, 3)
+    answered = []
+
+    def answer(message):
+        if message["body"] == "Hola 1":
+            raise RuntimeError(f"cannot answer {message['body']!r} from {message['sender_phone']}")
+        answered.append(message["body"])
+
+    lease = chatbot.Lease("a", max_claims=3, retry_seconds=0)
+    with caplog.at_level("WARNING", logger="patients.chatbot"):
+        assert chatbot.run(worker_conn(), lease, answer, once=True, clinic_id=clinic.id) == 2
+    assert answered == ["Hola 2", "Hola 3"]
+    (row,) = parked(sql, clinic)
+    assert row["id"] == ids[0] and row["claim_count"] == 3
+    assert row["processed_at"] is None and row["claimed_until"] is None
+    # Out of every claim, and no clinic to sweep: it waits for an operator.
+    assert chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("b")) == []
+    assert clinic.id not in chatbot.waiting_clinics(worker_conn())
+    failures = [r for r in caplog.records if r.name == "patients.chatbot"]
+    assert [r.levelname for r in failures] == ["WARNING", "WARNING", "ERROR"]
+    assert all(f"message {ids[0]} of clinic {clinic.id}" in r.getMessage() for r in failures)
+    assert "RuntimeError" in caplog.text
+    assert "Hola" not in caplog.text and "+50370000000" not in caplog.text  # no text, no phone
+    assert all(r.exc_info is None for r in failures)  # a traceback would carry the exception's text
+
+
+def test_a_failed_message_waits_before_it_is_tried_again(sql, clinic, worker_conn):
+    ids = fill(sql, clinic, 2)
+    conn = worker_conn()
+    tried = []
+
+    def answer(message):
+        tried.append(message["id"])
+        if message["id"] == ids[0]:
+            raise RuntimeError("WhatsApp is down")
+
+    lease = chatbot.Lease("a", retry_seconds=60)
+    assert chatbot.drain(conn, clinic.id, lease, answer) == 1
+    assert tried == ids  # once each: the failed one is not retried in a tight loop
+    (row,) = [r for r in queued(sql, clinic) if r["processed_at"] is None]
+    assert row["id"] == ids[0] and row["failed_at"] is None and row["claim_token"] is None
+    assert 55 < (row["claimed_until"] - row["received_at"]).total_seconds() < 65 + 5
+    assert chatbot.claim(conn, clinic.id, lease) == []
+
+
+def test_a_message_claimed_too_often_is_parked_at_claim_time(sql, clinic, worker_conn):
+    """Workers that die while answering it (it crashes them) never release it: its claims add up."""
+    ids = fill(sql, clinic, 2)
+    sql.execute(
+        "UPDATE inbound_messages SET claim_count = 5 WHERE clinic_id = %s AND id = %s",
+        (clinic.id, ids[0]),
+    )
+    claimed = chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a", limit=1, max_claims=5))
+    assert [m["id"] for m in claimed] == [ids[1]]  # the claim went on past the parked one
+    assert [r["id"] for r in parked(sql, clinic)] == [ids[0]]
+
+
+def test_a_parked_message_comes_back_when_an_operator_clears_it(sql, clinic, worker_conn):
+    """The README's retry, as written there."""
+    (message_id,) = fill(sql, clinic, 1)
+    sql.execute(
+        "UPDATE inbound_messages SET failed_at = now(), claim_count = 5 "
+        "WHERE clinic_id = %s AND id = %s",
+        (clinic.id, message_id),
+    )
+    assert chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a")) == []
+    sql.execute(
+        "UPDATE inbound_messages SET failed_at = NULL, claim_count = 0 "
+        "WHERE clinic_id = %s AND id = %s AND failed_at IS NOT NULL",
+        (clinic.id, message_id),
+    )
+    (again,) = chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a"))
+    assert again["id"] == message_id and again["claim_count"] == 1
+
+
+def test_a_claim_checks_the_block_of_the_messages_it_takes_only(sql, clinic, worker_conn):
+    """The block is re-checked per claimed row, so a claim's cost does not grow with the backlog."""
+    patient_id = clinic.add_patient(phone="+" + PHONE)
+    ids = fill(sql, clinic, 2) + fill(sql, clinic, 1, sender="+" + PHONE)
+    sql.execute(
+        "UPDATE patients SET is_blocked = true WHERE clinic_id = %s AND id = %s",
+        (clinic.id, patient_id),
+    )
+    conn = worker_conn()
+    first = chatbot.claim(conn, clinic.id, chatbot.Lease("a", limit=2))
+    assert [m["id"] for m in first] == ids[:2]
+    # The blocked sender's message was not among them: untouched, not claimed.
+    assert [r["id"] for r in queued(sql, clinic) if r["claim_count"] == 0] == [ids[2]]
+    assert chatbot.claim(conn, clinic.id, chatbot.Lease("a", limit=2)) == []
+    assert [r["id"] for r in queued(sql, clinic)] == ids[:2]  # deleted once a claim reached it
+
+
+def test_a_batch_of_blocked_senders_does_not_end_the_claim(sql, clinic, worker_conn):
+    patient_id = clinic.add_patient(phone="+" + PHONE)
+    blocked = fill(sql, clinic, 3, sender="+" + PHONE)
+    (free,) = fill(sql, clinic, 1)
+    sql.execute(
+        "UPDATE patients SET is_blocked = true WHERE clinic_id = %s AND id = %s",
+        (clinic.id, patient_id),
+    )
+    claimed = chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a", limit=2))
+    assert [m["id"] for m in claimed] == [free]
+    assert not {r["id"] for r in queued(sql, clinic)} & set(blocked)
 
 
 def test_the_block_is_checked_again_at_claim_time(client, whatsapp, clinic, sql, worker_conn):

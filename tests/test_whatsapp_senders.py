@@ -2,12 +2,17 @@
 the forms Argentina, Brazil and Mexico's mobiles take. Every payload is one of Meta's documented
 shapes (tests/fixtures/whatsapp/, each naming its page), signed with the app secret, over HTTP."""
 
+import copy
+import threading
+import time
+
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from patients import chatbot
 from tests.whatsapp_payloads import (
+    META_NEW_USER_ID,
     accepted,
     counts,
     new_number_id,
@@ -137,6 +142,99 @@ def test_two_number_changes_in_a_row_are_followed(client, whatsapp, clinic, sql)
     )
     assert accepted(post(client, payload("text", number_id, phone=NEWER))) == counts(blocked=1)
     assert {row["phone"] for row in identities(sql, clinic)} == {"+" + OLD}
+
+
+def test_a_number_change_and_a_message_from_the_new_number_in_one_delivery(
+    client, whatsapp, clinic, sql
+):
+    """The delivery's identities are written in its own order: the message's user id is linked
+    after the change it follows, so a later username-only message is the blocked patient too."""
+    number_id = new_number_id(sql, clinic)
+    user_id = new_user_id()
+    clinic.add_patient(phone="+" + OLD, is_blocked=True)
+    doc = payload(
+        "system_user_changed_number", number_id, phone=OLD, new_phone=NEW, new_user_id=""
+    )
+    text = payload("text_with_user_id", number_id, phone=NEW, user_id=user_id)
+    value = doc["entry"][0]["changes"][0]["value"]
+    value["contacts"] = text["entry"][0]["changes"][0]["value"]["contacts"]
+    value["messages"] += text["entry"][0]["changes"][0]["value"]["messages"]
+    assert accepted(post(client, doc)) == counts(blocked=1, identity_changes=1)
+    alone = payload("text_username_only", number_id, user_id=user_id)
+    assert accepted(post(client, alone)) == counts(blocked=1)
+
+
+def merged(*docs) -> dict:
+    """One delivery holding the messages of all of `docs`, in that order."""
+    first = copy.deepcopy(docs[0])
+    value = first["entry"][0]["changes"][0]["value"]
+    for doc in docs[1:]:
+        value["messages"] += doc["entry"][0]["changes"][0]["value"]["messages"]
+    return first
+
+
+def lock_waiters(sql) -> int:
+    return sql.execute(
+        "SELECT count(*) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()["n"]
+
+
+def until(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.02)
+
+
+def test_deliveries_with_the_same_identities_in_opposite_order_do_not_deadlock(
+    app, whatsapp, clinic, sql, database_url
+):
+    """Delivery A names identities X then Y, delivery B Y then X, and they meet in the worst order:
+    a third transaction holds X, so A waits on it and B, started then, goes as far as it can.
+    Written in payload order, A then holds X and wants Y while B holds Y and wants X: PostgreSQL
+    kills one (a 500, Meta retries). The identities' locks are taken in one order first."""
+    number_id = new_number_id(sql, clinic)
+    x = payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW)
+    y = payload(
+        "system_user_changed_number",
+        number_id,
+        phone="50370003333",
+        new_phone="50370004444",
+        new_user_id=new_user_id(),
+    )
+    accepted(post(app.test_client(), merged(x, y)))  # X and Y exist: updates lock their rows
+    holder = psycopg.connect(database_url)
+    responses = {}
+
+    def deliver(name, doc):
+        responses[name] = post(app.test_client(), doc)
+
+    threads = {"a": threading.Thread(target=deliver, args=("a", merged(x, y)))}
+    threads["b"] = threading.Thread(target=deliver, args=("b", merged(y, x)))
+    try:
+        holder.execute(
+            "SELECT 1 FROM whatsapp_identities WHERE clinic_id = %s AND kind = 'wa_id' "
+            "AND value = %s FOR UPDATE",
+            (clinic.id, "+" + NEW),
+        )
+        threads["a"].start()
+        until(lambda: lock_waiters(sql) == 1)
+        threads["b"].start()
+        until(lambda: lock_waiters(sql) == 2)
+    finally:
+        holder.rollback()
+        holder.close()
+    for thread in threads.values():
+        thread.join(30)
+    assert {name: r.status_code for name, r in responses.items()} == {"a": 200, "b": 200}
+    assert responses["a"].json == responses["b"].json == counts(identity_changes=2)
+    assert {(r["kind"], r["value"]) for r in identities(sql, clinic)} == {
+        ("user_id", META_NEW_USER_ID["system_user_changed_number"]),
+        ("user_id", y["entry"][0]["changes"][0]["value"]["messages"][0]["system"]["user_id"]),
+        ("wa_id", "+" + NEW),
+        ("wa_id", "+50370004444"),
+    }
 
 
 def test_a_number_change_for_a_patient_registered_later_still_follows(
