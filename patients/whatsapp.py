@@ -247,14 +247,15 @@ def identity_keys(delivery: Delivery) -> set[tuple[str, str, str]]:
 
 
 def lock_identities(conn, deliveries: list[Delivery]) -> None:
-    """Lock the identities these deliveries write, in sorted order, until the transaction ends.
+    """Lock the identities these deliveries write, in one sorted order (the lock ids', see
+    lock_whatsapp_identities), until the transaction ends.
 
     Written in payload order without this, two deliveries naming the same identities in opposite
     orders could each hold one row and wait for the other's: a deadlock, a 500, Meta's retry.
     """
     keys = sorted(set().union(*(identity_keys(d) for d in deliveries)))
     if keys:
-        identities = [dict(zip(("phone_number_id", "kind", "value"), key)) for key in keys]
+        identities = [{"phone_number_id": n, "kind": k, "value": v} for n, k, v in keys]
         queries.lock_whatsapp_identities(conn, identities=Jsonb(identities))
 
 
@@ -264,7 +265,9 @@ def replay_unrouted(conn) -> dict[str, int]:
     For the operator who set a clinic's whatsapp_phone_number_id after Meta had started sending.
     """
     rows = queries.lock_routable_unrouted(conn)
-    deliveries = [read_delivery({"entry": [{"changes": [{"value": row["value"]}]}]}) for row in rows]
+    deliveries = [
+        read_delivery({"entry": [{"changes": [{"value": row["value"]}]}]}) for row in rows
+    ]
     # All of them in one transaction: their identities are locked together, in one order, first.
     lock_identities(conn, deliveries)
     totals = Counter()

@@ -152,9 +152,7 @@ def test_a_number_change_and_a_message_from_the_new_number_in_one_delivery(
     number_id = new_number_id(sql, clinic)
     user_id = new_user_id()
     clinic.add_patient(phone="+" + OLD, is_blocked=True)
-    doc = payload(
-        "system_user_changed_number", number_id, phone=OLD, new_phone=NEW, new_user_id=""
-    )
+    doc = payload("system_user_changed_number", number_id, phone=OLD, new_phone=NEW, new_user_id="")
     text = payload("text_with_user_id", number_id, phone=NEW, user_id=user_id)
     value = doc["entry"][0]["changes"][0]["value"]
     value["contacts"] = text["entry"][0]["changes"][0]["value"]["contacts"]
