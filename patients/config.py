@@ -127,6 +127,11 @@ DUI_KEY_RECIPE = (
 )
 
 
+# PostgreSQL's lock_timeout is whole milliseconds, 0 meaning "no limit": the wait must be above
+# 0 (taken as at least 1 ms), and an hour is far past any proxy's timeout.
+MAX_IMPORT_LOCK_WAIT_SECONDS = 3600
+
+
 def check_app_settings(settings: Mapping) -> None:
     """What the app cannot start without, checked before anything is started or forked."""
     secret, jwks_url = settings.get("JWT_SECRET"), settings.get("JWT_JWKS_URL")
@@ -148,6 +153,16 @@ def check_app_settings(settings: Mapping) -> None:
             check_jwks_url(jwks_url)
         except ValueError as exc:
             raise ConfigError(f"JWT_JWKS_URL: {exc}") from None
+    wait = settings.get("IMPORT_LOCK_WAIT_SECONDS", IMPORT_LOCK_WAIT_SECONDS)
+    if (
+        isinstance(wait, bool)
+        or not isinstance(wait, int | float)
+        or not 0 < wait <= MAX_IMPORT_LOCK_WAIT_SECONDS  # NaN fails this too
+    ):
+        raise ConfigError(
+            "IMPORT_LOCK_WAIT_SECONDS must be a number of seconds above 0 and at most "
+            f"{MAX_IMPORT_LOCK_WAIT_SECONDS}, not {wait!r}"
+        )
     from patients.dui import DuiKeys
 
     try:

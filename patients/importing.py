@@ -10,6 +10,7 @@ encrypted for the ids their rows will have and COPY'd as ciphertext, one upsert
 import functools
 import importlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -22,6 +23,8 @@ from patients.repository import queries
 from patients.spreadsheet import Sheet
 
 MAX_NAME_LENGTH = 200
+# What str.strip() takes off a cell, for the upsert to compare stored values the same way.
+WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 
 
 class ImportBusy(Exception):
@@ -62,51 +65,109 @@ class Checked:
 MAX_LISTED = 1000
 
 
-def validate(sheet: Sheet, region: str) -> Checked:
+# A value the import refuses may be what another service stored for that phone (a name of 250
+# characters, an address email-validator refuses): our export writes it out as it is, and the
+# contract wants the export to import back. Such a refusal waits for the stored values, and is
+# dropped when the cell is exactly what is stored (after the trimming a cell gets): nothing new,
+# so the stored value stays as it is, and it is never written from the file.
+RESOLVABLE = {"name", "email"}
+# Pending refusals are looked up this many at a time, so a file of thousands of them holds at most
+# this many (a few queries, never one object per row of a 5 MB file).
+PENDING_BATCH = 1000
+
+# (phones) -> {phone: (full_name, email)} of the clinic's patients among them.
+StoredValues = Callable[[list[str]], dict[str, tuple[str, str | None]]]
+
+
+@dataclass(slots=True)
+class Pending:
+    """A refusal that stands unless the cell is what is already stored for the phone."""
+
+    line: int
+    column: str
+    reason: str
+    params: dict | None
+    phone: str
+    value: str
+    row_refused: bool  # the row has a problem that stands whatever is stored
+
+
+def same_as_stored(pending: Pending, stored: tuple[str, str | None] | None) -> bool:
+    """The cell is the stored value, compared as the upsert compares (queries/imports.sql):
+    names without surrounding spaces, emails also without regard to case."""
+    if stored is None:
+        return False
+    name, email = stored
+    if pending.column == "name":
+        return pending.value.strip() == name.strip()
+    return email is not None and pending.value.strip().lower() == email.strip().lower()
+
+
+def validate(sheet: Sheet, region: str, stored: StoredValues | None = None) -> Checked:
     """Every row checked, or INVALID_ROWS listing every problem (the first MAX_LISTED) by line.
 
     The same phone twice is one patient: the later row's non-empty cells win. Reasons never
     repeat a cell's content. Past MAX_LISTED problems are counted, not kept, and once one row is
     refused nothing is kept for writing: a 5 MB file of garbage costs a few counters, not millions
     of objects (it used to cost a worker 1.1 GB and answer 188 MB).
+
+    A name or email refused in a row whose phone is good waits (`Pending`) for a look-up of the
+    stored values (`stored`, once per PENDING_BATCH of them; without it such a refusal stands).
     """
     patients: dict[str, Patient] = {}
     problems = Problems()
+    pending: list[Pending] = []
     warnings: list[dict] = []
     warning_count = 0
     rows = 0
     for line, cells in sheet.records:
+        if len(pending) >= PENDING_BATCH:
+            resolve(pending, stored, patients, problems)
+            pending.clear()
         rows += 1
         before = problems.total
+        refused: list[tuple[str, str, dict | None, str]] = []  # (column, reason, params, cell)
 
         name = cells["name"]
         if not name.strip():
-            problems.add(line, "name", N_("a name is required"))
+            refused.append(("name", N_("a name is required"), None, name))
         elif len(name) > MAX_NAME_LENGTH:
-            problems.add(
-                line,
-                "name",
-                N_("a name has at most %(maximum)d characters"),
-                {"maximum": MAX_NAME_LENGTH},
+            refused.append(
+                (
+                    "name",
+                    N_("a name has at most %(maximum)d characters"),
+                    {"maximum": MAX_NAME_LENGTH},
+                    name,
+                )
             )
+        phone = None
         try:
             phone = phones.to_e164(cells["phone"], region)
         except ValueError as exc:
-            problems.add(line, "phone", exc.args[0])
+            refused.append(("phone", exc.args[0], None, ""))
         email = cells.get("email", "").strip() or None
         if email is not None:
             try:
                 email = validate_email(email, check_deliverability=False).normalized
             except EmailNotValidError:
                 # email-validator's own explanation may quote the address: not repeated.
-                problems.add(line, "email", N_("not a valid email address"))
+                refused.append(("email", N_("not a valid email address"), None, email))
         dui = cells.get("dui", "").strip() or None
         if dui is not None:
             try:
                 dui = normalise_dui(dui)
             except ValueError:
-                problems.add(line, "dui", N_("not a valid DUI (as 12345678-9)"))
+                refused.append(("dui", N_("not a valid DUI (as 12345678-9)"), None, ""))
 
+        waits = stored is not None and phone is not None
+        standing = [r for r in refused if not (waits and r[0] in RESOLVABLE)]
+        for column, reason, params, cell in refused:
+            if waits and column in RESOLVABLE:
+                pending.append(
+                    Pending(line, column, reason, params, phone.e164, cell, bool(standing))
+                )
+            else:
+                problems.add(line, column, reason, params)
         if problems.total > before:
             problems.bad_rows += 1
             patients.clear()  # nothing will be written: the rows read so far need no keeping
@@ -117,16 +178,50 @@ def validate(sheet: Sheet, region: str) -> Checked:
             warning_count += 1
             if len(warnings) < MAX_LISTED:
                 warnings.append({"line": line, "column": "phone", "reason": phone.note})
+        # A pending cell is kept as it is for now: resolve() puts the stored value in its place.
         earlier = patients.get(phone.e164)
         if earlier is None:
             patients[phone.e164] = Patient(name, email, dui)
         else:
-            earlier.name = name
+            earlier.name = name if name.strip() else earlier.name
             earlier.email = email or earlier.email
             earlier.dui = dui or earlier.dui
+    if pending:
+        resolve(pending, stored, patients, problems)
     if problems.total:
         raise problems.refusal(rows)
     return Checked(patients, rows, rows - len(patients), warnings, warning_count)
+
+
+def resolve(
+    pending: list[Pending], stored: StoredValues, patients: dict[str, Patient], problems: "Problems"
+) -> None:
+    """The pending refusals against the stored values. One that repeats its stored value is
+    dropped, and the patient gets the stored value itself (so an upsert that finds the patient
+    gone meanwhile inserts what was stored, never an empty name); the others are problems,
+    listed in line order among the rest (all of them from lines read so far, so the first
+    MAX_LISTED of both lists are the first MAX_LISTED of all)."""
+    values = stored(sorted({p.phone for p in pending}))
+    late = Problems()
+    bad_lines: set[int] = set()
+    for p in pending:
+        value = values.get(p.phone)
+        if not same_as_stored(p, value):
+            late.add(p.line, p.column, p.reason, p.params)
+            if not p.row_refused and p.line not in bad_lines:
+                bad_lines.add(p.line)
+                late.bad_rows += 1
+            continue
+        patient = patients.get(p.phone)
+        if patient is None:
+            continue  # the file is refused for other rows: nothing is written
+        if p.column == "name" and patient.name == p.value:
+            patient.name = value[0]
+        elif p.column == "email" and patient.email == p.value:
+            patient.email = value[1]
+    if late.total:
+        problems.merge(late)
+        patients.clear()  # the file is refused: nothing will be written
 
 
 class Problems:
@@ -146,6 +241,17 @@ class Problems:
             if params:
                 problem["_params"] = params
             self.listed.append(problem)
+
+    def merge(self, other: "Problems") -> None:
+        """Another list of problems (lines of its own rows) merged in, in line order: the first
+        MAX_LISTED of both lists together are the first MAX_LISTED of all the problems."""
+        order = {column: i for i, column in enumerate(("name", "phone", "email", "dui"))}
+        merged = sorted(
+            self.listed + other.listed, key=lambda p: (p["line"], order.get(p["column"], 9))
+        )
+        self.listed = merged[:MAX_LISTED]
+        self.total += other.total
+        self.bad_rows += other.bad_rows
 
     def refusal(self, rows: int) -> Rejected:
         counts = {"bad_rows": self.bad_rows, "rows": rows, "problems": self.total}
@@ -203,7 +309,7 @@ def write(
             if p.dui is not None
         ),
     )
-    result = queries.upsert_import_rows(conn, clinic_id=clinic_id)
+    result = queries.upsert_import_rows(conn, clinic_id=clinic_id, space=WHITESPACE)
 
     # Phones another service created while we encrypted: their DUIs, again, for the real ids.
     if result["dui_targets"]:
@@ -224,7 +330,8 @@ def write(
 
 def take_import_lock(conn, clinic_id: str, wait: float) -> None:
     """Wait for this clinic's running import, if any, but not past `wait` seconds."""
-    queries.set_lock_timeout(conn, timeout=f"{int(wait * 1000)}ms")
+    # At least 1 ms: PostgreSQL reads a lock_timeout of 0 as "no limit".
+    queries.set_lock_timeout(conn, timeout=f"{max(1, round(wait * 1000))}ms")
     try:
         queries.lock_clinic_imports(conn, clinic_id=clinic_id)
     except psycopg.errors.LockNotAvailable:

@@ -25,6 +25,7 @@ SCIENTIFIC_REASON = N_(
 )
 ONE_PER_CELL = N_("one phone number per cell: this cell holds more than one")
 EXTENSION_DROPPED = N_("extension dropped: only the number itself is kept")
+KEPT_AS_WRITTEN = N_("not a number known for its country code: kept as written, with its +")
 
 # The patients.phone CHECK constraint, word for word.
 STORABLE = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -35,6 +36,9 @@ THOUSANDS = re.compile(r"[0-9]{1,3}(?:([,. \u00a0])[0-9]{3})(?:\1[0-9]{3})*")
 # What people put between two numbers in one cell: `7765-4321 / 2222-3333`, `… y …`, `…; …`.
 SEPARATORS = re.compile(r"\s*(?:[/;|,\n]|\s(?:y|o|ó|or|and)\s)\s*", re.IGNORECASE)
 DIGITS = re.compile(r"[0-9]")
+# The international form, written out: a + then digits, spaces, dashes, dots and parentheses
+# only (`+503 1234-5678`, `(+503) 1234 5678`); no letters, so no extension.
+INTERNATIONAL_AS_WRITTEN = re.compile(r"\(?\+[0-9 \u00a0().\-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +83,26 @@ def to_e164(raw: str, region: str) -> Phone:
         # Digits only and not a number here: a spreadsheet may have taken its `+` away.
         number = _valid("+" + text, None)
     if number is None:
-        raise ValueError(NOT_A_PHONE)
+        return as_written(text)
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if not STORABLE.fullmatch(e164):
         raise ValueError(NOT_A_PHONE)  # never a CHECK violation (a 500) at the database
     return Phone(e164, EXTENSION_DROPPED if number.extension else None)
+
+
+def as_written(text: str) -> Phone:
+    """A number libphonenumber does not know, taken as the E.164 its digits spell when it is
+    written in the international form (a leading +) and the patients.phone CHECK takes it.
+
+    Other services store such numbers (a new numbering range, a test number) and our export
+    writes them out (`+503 12345678`): refusing them would make an export fail to import back.
+    Only with the +: a local number that is not one (`1234-5678`) is a typo and stays refused.
+    """
+    if INTERNATIONAL_AS_WRITTEN.fullmatch(text):
+        e164 = "+" + "".join(DIGITS.findall(text))
+        if STORABLE.fullmatch(e164):
+            return Phone(e164, KEPT_AS_WRITTEN)
+    raise ValueError(NOT_A_PHONE)
 
 
 def international(e164: str) -> str:

@@ -73,17 +73,67 @@ def invalid_csv(message: str, details=None, **params) -> Rejected:
 MISSING_COLUMNS = {
     ("name",): N_(
         "The header has no name column. Expected a header line such as "
-        "Nombre,Teléfono,Email,DUI; found: %(found)s."
+        "Nombre,Teléfono,Email,DUI; %(reason)s."
     ),
     ("phone",): N_(
         "The header has no phone column. Expected a header line such as "
-        "Nombre,Teléfono,Email,DUI; found: %(found)s."
+        "Nombre,Teléfono,Email,DUI; %(reason)s."
     ),
     ("name", "phone"): N_(
         "The header has no name and no phone column. Expected a header line such as "
-        "Nombre,Teléfono,Email,DUI; found: %(found)s."
+        "Nombre,Teléfono,Email,DUI; %(reason)s."
     ),
 }
+# What the first line held, said without repeating a cell that may be a patient's data.
+FOUND_ALL = N_("found: %(found)s")
+FOUND_SOME = N_(
+    "found: %(found)s (and %(not_shown)d of the %(columns)d cells not shown: they do not look "
+    "like header names)"
+)
+FOUND_NONE = N_(
+    "the first line has %(columns)d cells and none of them is a header name (they look like a "
+    "patient's data, so they are not repeated here): the header line seems to be missing"
+)
+# A header name as people write them: words of letters (`Correo electrónico`, `E-mail`,
+# `Fecha_nac.`), short, no digits. A phone, a DUI, an email address or a date is none of these.
+HEADER_WORDS = re.compile(r"[^\W\d_]+(?:[ ._\-/()]+[^\W\d_]+)*[.)]?", re.UNICODE)
+MAX_HEADER_NAME = 40
+SHOWN_AT_MOST = 20
+
+
+def looks_like_header_name(cell: str) -> bool:
+    return len(cell) <= MAX_HEADER_NAME and HEADER_WORDS.fullmatch(cell) is not None
+
+
+def missing_columns(header: list[str], recognised: bool, missing: list[str]) -> Rejected:
+    """INVALID_CSV for a header without a required column, with what it did hold.
+
+    A file whose header line was left out has a patient in its first line: `Ana López,77654321,
+    01234567-0` must not come back in the answer (a DUI in clear, a phone, a name). So only cells
+    that look like header names are repeated, and none at all when no cell is a known header and
+    some look like data (digits, an @): such a line is a row, and its name cell is a patient's
+    name. The rest are counted.
+    """
+    cells = [cell.strip() for cell in header if cell.strip()]
+    data_like = any(re.search(r"[0-9@]", cell) for cell in cells)
+    if recognised or not data_like:
+        shown = [cell for cell in cells if looks_like_header_name(cell)][:SHOWN_AT_MOST]
+    else:
+        shown = []
+    hidden = len(cells) - len(shown)
+    if not shown:
+        reason = FOUND_NONE
+    elif hidden:
+        reason = FOUND_SOME
+    else:
+        reason = FOUND_ALL
+    counts = {"columns": len(cells), "not_shown": hidden}
+    return invalid_csv(
+        MISSING_COLUMNS[tuple(missing)],
+        {"missing": missing, "found": shown, **counts},
+        reason=reason,
+        reason_params={"found": ", ".join(shown), **counts},
+    )
 
 
 @dataclass
@@ -189,12 +239,7 @@ def map_columns(header: list[str]) -> tuple[dict[str, list[int]], dict[str, list
         found[field] = position
     missing = [field for field in REQUIRED if field not in found]
     if missing:
-        shown = [cell.strip() for cell in header if cell.strip()][:20]
-        raise invalid_csv(
-            MISSING_COLUMNS[tuple(missing)],
-            {"missing": missing, "found": shown},
-            found=", ".join(shown) or N_("nothing"),
-        )
+        raise missing_columns(header, bool(found), missing)
     columns = {field: [position] for field, position in found.items() if field != "surnames"}
     if "surnames" in found:
         columns["name"].append(found["surnames"])

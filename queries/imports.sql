@@ -11,6 +11,15 @@ SELECT set_config('lock_timeout', %(timeout)s, true);
 -- their counts add up; other clinics' imports are not held up.
 SELECT pg_advisory_xact_lock(hashtextextended('patients.import:' || %(clinic_id)s::text, 0));
 
+-- name: stored_values_for_import :many
+-- The stored name and email of the file's rows whose name or email the import would refuse:
+-- such a cell is accepted when it is exactly what is stored for that phone (an export of what
+-- another service wrote, imported back), and then brings nothing new.
+SELECT p.phone, p.full_name, p.email
+  FROM patients p
+ WHERE p.clinic_id = %(clinic_id)s
+   AND p.phone = ANY(%(phones)s::text[]);
+
 -- name: create_import_rows :exec
 -- One row per phone (the app merged duplicates, so the upsert never touches a key twice).
 -- Only whether a row carries a DUI travels here, never the DUI itself.
@@ -55,7 +64,13 @@ COPY import_duis (phone, patient_id, dui_ciphertext, dui_key_id) FROM STDIN;
 -- stored value; notes, no_show_count and is_blocked are not in the SET list, so never touched.
 -- A known patient whose cells bring nothing new is not written at all (the WHERE ... IS DISTINCT
 -- FROM): its updated_at stays, and it is neither created nor updated, so the app counts it as
--- unchanged. A DUI arrives here only when it differs from the stored one (the app compared them).
+-- unchanged. "Nothing new" is judged after the normalising a cell gets on its way in, on both
+-- sides: a name without surrounding whitespace (the `space` parameter: the characters Python's
+-- str.strip() takes off, as the import does off each cell), an email also without regard to case
+-- (email-validator lower-cases the domain). So a stored " Ana" or "Ana@Example.COM" that another service wrote,
+-- exported and imported back, is unchanged and keeps its stored spelling; a field that does
+-- change takes the file's value, and the other field stays as stored.
+-- A DUI arrives here only when it differs from the stored one (the app compared them).
 -- A DUI is written only to the row whose id it was encrypted for (EXCLUDED.id = p.id); a phone
 -- that another service created after lock_known_phones_with_dui ran comes back in dui_targets
 -- ([[patient id, phone], …]) for the app to encrypt again and apply with apply_import_duis.
@@ -68,14 +83,22 @@ WITH upserted AS (
       LEFT JOIN import_duis d ON d.phone = r.phone
      ORDER BY r.phone
     ON CONFLICT (clinic_id, phone) DO UPDATE
-       SET full_name      = coalesce(nullif(EXCLUDED.full_name, ''), p.full_name),
-           email          = coalesce(EXCLUDED.email, p.email),
+       SET full_name      = CASE WHEN btrim(EXCLUDED.full_name, %(space)s)
+                                      IN ('', btrim(p.full_name, %(space)s))
+                                 THEN p.full_name ELSE EXCLUDED.full_name END,
+           email          = CASE WHEN EXCLUDED.email IS NULL
+                                   OR lower(btrim(EXCLUDED.email, %(space)s))
+                                      = lower(btrim(p.email, %(space)s))
+                                 THEN p.email ELSE EXCLUDED.email END,
            dui_ciphertext = CASE WHEN EXCLUDED.dui_ciphertext IS NOT NULL AND EXCLUDED.id = p.id
                                  THEN EXCLUDED.dui_ciphertext ELSE p.dui_ciphertext END,
            dui_key_id     = CASE WHEN EXCLUDED.dui_ciphertext IS NOT NULL AND EXCLUDED.id = p.id
                                  THEN EXCLUDED.dui_key_id ELSE p.dui_key_id END
-     WHERE coalesce(nullif(EXCLUDED.full_name, ''), p.full_name) IS DISTINCT FROM p.full_name
-        OR coalesce(EXCLUDED.email, p.email) IS DISTINCT FROM p.email
+     WHERE btrim(EXCLUDED.full_name, %(space)s)
+               NOT IN ('', btrim(p.full_name, %(space)s))
+        OR (EXCLUDED.email IS NOT NULL
+            AND lower(btrim(EXCLUDED.email, %(space)s))
+                IS DISTINCT FROM lower(btrim(p.email, %(space)s)))
         OR EXCLUDED.dui_ciphertext IS NOT NULL  -- a new DUI (for another id: see dui_targets)
     RETURNING p.id, p.phone, (p.xmax = 0) AS created
 )

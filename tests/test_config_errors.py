@@ -123,6 +123,17 @@ def test_gunicorn_with_a_port_that_is_not_a_number(database_url):
     assert one_line(result) == "PORT must be a whole number, not 'eighty'"
 
 
+@pytest.mark.parametrize("wait", ["0", "-5"])
+def test_gunicorn_with_an_import_lock_wait_that_cannot_work(database_url, wait):
+    # 0 used to become PostgreSQL's lock_timeout '0ms' (wait forever), -5 a 500 on every import.
+    result = gunicorn(environment(database_url, IMPORT_LOCK_WAIT_SECONDS=wait))
+    assert one_line(result) == (
+        "IMPORT_LOCK_WAIT_SECONDS must be a number of seconds above 0 and at most 3600, "
+        f"not {float(wait)!r}"
+    )
+    assert result.returncode == 1
+
+
 def test_gunicorn_with_a_database_url_that_is_not_one(database_url):
     result = gunicorn(environment(database_url, DATABASE_URL="not a url"))
     assert one_line(result).startswith("DATABASE_URL is not a PostgreSQL URL: ")

@@ -167,7 +167,51 @@ def test_unreadable_files_are_invalid_csv_saying_why(client, clinic, data, says)
 
 def test_missing_column_details_list_what_was_found(client, clinic):
     body = invalid_csv(post_csv(client, clinic, "Nombre;Correo\nAna;a@b.com\n"))
-    assert body["details"] == {"missing": ["phone"], "found": ["Nombre", "Correo"]}
+    assert body["details"] == {
+        "missing": ["phone"],
+        "found": ["Nombre", "Correo"],
+        "columns": 2,
+        "not_shown": 0,
+    }
+
+
+def test_a_file_without_its_header_line_is_refused_without_repeating_the_first_row(client, clinic):
+    # The header row was left out: the first line is a patient, DUI and phone included.
+    response = post_csv(client, clinic, "Ana Lopez,77654321,01234567-0\nBeto,77654322,\n")
+    body = invalid_csv(response)
+    assert body["details"] == {
+        "missing": ["name", "phone"],
+        "found": [],
+        "columns": 3,
+        "not_shown": 3,
+    }
+    assert body["message"] == (
+        "The header has no name and no phone column. Expected a header line such as "
+        "Nombre,Teléfono,Email,DUI; the first line has 3 cells and none of them is a header name "
+        "(they look like a patient's data, so they are not repeated here): the header line "
+        "seems to be missing."
+    )
+    text = response.get_data(as_text=True)
+    for cell in ("Ana", "Lopez", "7765", "4321", "01234567", "1234567-0"):
+        assert cell not in text
+    assert clinic.patients() == []
+
+
+def test_a_header_with_a_typo_lists_only_the_cells_that_look_like_header_names(client, clinic):
+    text = "Nombre,Celualr,Tel 2,ana@example.com\nAna,77654321,,\n"
+    body = invalid_csv(post_csv(client, clinic, text))
+    assert body["details"] == {
+        "missing": ["phone"],
+        "found": ["Nombre", "Celualr"],
+        "columns": 4,
+        "not_shown": 2,
+    }
+    assert body["message"] == (
+        "The header has no phone column. Expected a header line such as "
+        "Nombre,Teléfono,Email,DUI; found: Nombre, Celualr (and 2 of the 4 cells not shown: "
+        "they do not look like header names)."
+    )
+    assert "ana@example.com" not in str(body) and "Tel 2" not in str(body)
 
 
 def test_no_file_field_is_invalid_csv(client, clinic):

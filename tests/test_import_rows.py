@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
+from patients.config import ConfigError
 from patients.repository import queries
 from tests.helpers import imported, post_csv
 
@@ -406,6 +407,20 @@ def test_round_trip_export_then_import_changes_nothing(client, clinic, query):
 
 
 safe_text = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp"))
+# What other services may store, as the schema's CHECKs allow it: names with spaces around them
+# (the import trims cells) and some longer than the import's 200 characters; any phone the
+# patients.phone CHECK takes, most of which libphonenumber calls invalid (`+50312345678`).
+stored_names = st.text(alphabet=safe_text, min_size=1, max_size=15) | st.builds(
+    lambda word, pad: pad + word * 30 + pad,
+    st.text(alphabet=safe_text, min_size=7, max_size=9),
+    st.sampled_from(["", " ", "\u00a0"]),
+)
+stored_phones = st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True) | st.sampled_from(
+    ["+50377654321", "+50322221111", "+50312345678", "+12133734253"]
+)
+stored_emails = st.none() | st.sampled_from(
+    ["ana@example.com", "Ana@Example.COM", " ana@example.com", "ana@localhost", "a..b@example.com"]
+)
 
 
 @settings(
@@ -414,16 +429,151 @@ safe_text = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    names=st.lists(
-        st.text(alphabet=safe_text, min_size=1, max_size=15).map(str.strip).filter(bool),
+    patients=st.lists(
+        st.tuples(stored_names.filter(lambda name: name.strip(" ")), stored_phones, stored_emails),
         min_size=1,
         max_size=5,
+        unique_by=lambda patient: patient[1],
     )
 )
-def test_generated_names_round_trip(client, make_clinic, names):
+def test_generated_stored_rows_round_trip(client, make_clinic, patients):
+    # The names as the patients.full_name CHECK takes them (not blank once spaces are trimmed).
     clinic = make_clinic()
-    for number, name in enumerate(names):
-        clinic.add_patient(name, f"+5037765431{number}")
+    for name, phone, email in patients:
+        clinic.add_patient(name, phone, email=email)
     body, before, after = export_then_import(client, clinic)
-    assert (body["updated"], body["unchanged"]) == (0, len(names))
+    assert (body["updated"], body["unchanged"]) == (0, len(patients))
     assert_unchanged(before, after)
+
+
+def test_a_stored_phone_libphonenumber_does_not_know_round_trips(client, clinic):
+    # +503 then 1: the patients.phone CHECK takes it (another service wrote it), libphonenumber
+    # does not know the number; the export writes it as `+503 12345678`.
+    clinic.add_patient("Ana", "+50312345678")
+    clinic.add_patient("Beto", "+50377654321")
+    export = client.get("/api/patients/export", headers=clinic.headers())
+    assert '"Ana",+503 12345678,' in export.get_data(as_text=True)
+    body, before, after = export_then_import(client, clinic)
+    assert (body["imported"], body["created"], body["updated"], body["unchanged"]) == (2, 0, 0, 2)
+    assert body["warning_count"] == 1
+    assert body["warnings"] == [
+        {
+            "line": 2,
+            "column": "phone",
+            "reason": "not a number known for its country code: kept as written, with its +",
+        }
+    ]
+    assert_unchanged(before, after)
+
+
+def test_only_the_international_form_of_an_unknown_number_is_taken_as_written(client, clinic):
+    text = "Nombre,Teléfono\nAna,+503 1234-5678\nBeto,(+503) 1234 5679\n"
+    body = imported(post_csv(client, clinic, text))
+    assert (body["created"], body["warning_count"]) == (2, 2)
+    assert [p["phone"] for p in clinic.patients()] == ["+50312345678", "+50312345679"]
+    # Without the +, a number the clinic's country does not have is still a typo; and a + with
+    # anything but digits and spacing after it, or too few digits, is not taken either.
+    for cell in ("1234-5678", "503 1234 5678", "+503 1234 5678 ext 9", "+503 12", "+0 1234567"):
+        details = invalid_rows(post_csv(client, clinic, f"Nombre,Teléfono\nCarla,{cell}\n"))
+        assert details == [{"line": 2, "column": "phone", "reason": "not a valid phone number"}]
+    assert len(clinic.patients()) == 2
+
+
+def test_stored_values_the_import_would_refuse_round_trip_when_the_file_repeats_them(
+    client, clinic
+):
+    long_name = "Ana " + "María " * 40 + "López"  # 249 characters, written by another service
+    assert len(long_name) > 200
+    clinic.add_patient(long_name, "+50377654321", email="ana@localhost")
+    clinic.add_patient("Beto", "+50377654322", email="beto..perez@example.com")
+    body, before, after = export_then_import(client, clinic)
+    assert (body["imported"], body["updated"], body["unchanged"]) == (2, 0, 2)
+    assert_unchanged(before, after)
+
+    # Anything else is still refused: a long name or a bad email the clinic does not have
+    # stored for that phone, or for a phone it does not have at all.
+    text = (
+        "Nombre,Teléfono,Email\n"
+        f"{long_name} II,7765-4321,\n"
+        "Beto,7765-4322,beto...perez@example.com\n"
+        f"{long_name},7765-4323,\n"
+        "Carla,7765-4324,ana@localhost\n"
+        f"{long_name},7765-4321,ana@localhost\n"
+    )
+    details = invalid_rows(post_csv(client, clinic, text))
+    assert details == [
+        {"line": 2, "column": "name", "reason": "a name has at most 200 characters"},
+        {"line": 3, "column": "email", "reason": "not a valid email address"},
+        {"line": 4, "column": "name", "reason": "a name has at most 200 characters"},
+        {"line": 5, "column": "email", "reason": "not a valid email address"},
+    ]
+    response = post_csv(client, clinic, text)
+    assert response.json["message"] == (
+        "4 of 5 rows cannot be imported (4 problems); nothing was written. Fix them and upload "
+        "the file again."
+    )
+    assert clinic.patients() == after
+
+
+def test_a_row_equal_to_the_stored_one_but_for_spaces_and_case_is_unchanged(client, clinic):
+    # Another service stored these unnormalised; the export brings them back trimmed and with
+    # the email's domain lower-cased, which is no change at all.
+    clinic.add_patient(" Ana ", "+50377654321", email="Ana@Example.COM")
+    clinic.add_patient("Beto\u00a0", "+50377654322", email=" beto@example.com")
+    body, before, after = export_then_import(client, clinic)
+    assert (body["imported"], body["updated"], body["unchanged"]) == (2, 0, 2)
+    assert_unchanged(before, after)
+    assert [(p["full_name"], p["email"]) for p in after] == [
+        (" Ana ", "Ana@Example.COM"),
+        ("Beto\u00a0", " beto@example.com"),
+    ]
+    # A real change is still one, and the unchanged field keeps its stored spelling.
+    text = "Nombre,Teléfono,Email\nAna,7765-4321,ana@example.org\n"
+    assert imported(post_csv(client, clinic, text))["updated"] == 1
+    ana = clinic.patients()[0]
+    assert (ana["full_name"], ana["email"]) == (" Ana ", "ana@example.org")
+
+
+@pytest.mark.timeout(30)
+def test_a_lock_wait_below_a_millisecond_still_gives_up(config, make_clinic, database_url):
+    # 0.0004 s used to become lock_timeout '0ms', which PostgreSQL reads as "wait forever".
+    clinic = make_clinic()
+    app = create_app({**config, "IMPORT_LOCK_WAIT_SECONDS": 0.0004, "POOL_MAX_SIZE": 1})
+    try:
+        client = app.test_client()
+        with psycopg.connect(database_url) as other:
+            queries.lock_clinic_imports(other, clinic_id=clinic.id)  # an import in progress
+            response = post_csv(client, clinic, "Nombre,Teléfono\nAna,7765-4321\n")
+            assert response.status_code == 503, response.get_json()
+            assert response.json["code"] == "SERVICE_UNAVAILABLE"
+        assert clinic.patients() == []
+    finally:
+        app.extensions["pool"].close()
+
+
+@pytest.mark.parametrize("wait", [0, 0.0, -1, -0.5, float("nan"), float("inf"), "20"])
+def test_a_lock_wait_that_cannot_work_is_a_config_error(config, wait):
+    with pytest.raises(ConfigError) as raised:
+        create_app({**config, "IMPORT_LOCK_WAIT_SECONDS": wait})
+    assert str(raised.value) == (
+        f"IMPORT_LOCK_WAIT_SECONDS must be a number of seconds above 0 and at most 3600, "
+        f"not {wait!r}"
+    )
+
+
+def test_thousands_of_refusals_waiting_for_the_stored_values_are_counted_exactly(client, clinic):
+    # More rows than one look-up batch and than the answer lists: the stored row is accepted
+    # wherever it is, every other bad email is listed in line order and counted.
+    clinic.add_patient("Ana", "+50377654321", email="ana@localhost")
+    lines = [f"P{n},7{n:07d},p{n}@localhost" for n in range(1, 2501)]
+    lines.insert(1500, "Ana,7765-4321,ana@localhost")
+    text = "Nombre,Teléfono,Email\n" + "\n".join(lines) + "\n"
+    response = post_csv(client, clinic, text, query="?dry_run=true")
+    details = invalid_rows(response)
+    assert len(details) == 1000
+    assert [d["line"] for d in details] == list(range(2, 1002))
+    assert {(d["column"], d["reason"]) for d in details} == {("email", "not a valid email address")}
+    assert response.json["message"] == (
+        "2500 of 2501 rows cannot be imported (2500 problems; the first 1000 are listed); "
+        "nothing was written. Fix them and upload the file again."
+    )

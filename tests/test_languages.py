@@ -173,7 +173,12 @@ def test_import_answers_in_spanish(client, clinic):
         "code": "INVALID_CSV",
         "message": "El encabezado no tiene columna de nombre. Se esperaba una línea de "
         "encabezado como Nombre,Teléfono,Email,DUI; se encontró: Apellidos, Celular.",
-        "details": {"missing": ["name"], "found": ["Apellidos", "Celular"]},
+        "details": {
+            "missing": ["name"],
+            "found": ["Apellidos", "Celular"],
+            "columns": 2,
+            "not_shown": 0,
+        },
     }
     rows = upload("Nombre,Celular,Correo,DUI\n,7765,ana@@x,12\n")
     assert rows.json["code"] == "INVALID_ROWS"

@@ -30,6 +30,7 @@ from patients.api.auth import (
 from patients.api.errors import localise, too_large, unavailable
 from patients.api.i18n import ngettext
 from patients.messages import N_
+from patients.repository import queries
 
 bp = Blueprint("imports", __name__, url_prefix="/api/patients")
 
@@ -45,7 +46,7 @@ def import_patients():
     file_name, data = read_upload()
     sheet = spreadsheet.read(data)
     del data
-    checked = importing.validate(sheet, current_clinic()["country_code"])
+    checked = importing.validate(sheet, current_clinic()["country_code"], stored_values)
 
     with db.connection() as conn:
         if dry_run:
@@ -185,6 +186,14 @@ def read_upload() -> tuple[str, bytes]:
         raise spreadsheet.invalid_csv(NO_FILE)
     name = "".join(c for c in name if c.isprintable())[:MAX_FILE_NAME_LENGTH]
     return name, bytes(data)
+
+
+def stored_values(phones: list[str]) -> dict[str, tuple[str, str | None]]:
+    """The clinic's stored name and email for these phones (importing.validate asks once, for
+    the rows whose name or email it would refuse unless that is what is stored)."""
+    with db.connection() as conn:
+        rows = queries.stored_values_for_import(conn, clinic_id=caller().clinic_id, phones=phones)
+        return {row["phone"]: (row["full_name"], row["email"]) for row in rows}
 
 
 def write(conn, patients: dict) -> tuple[int, int, int]:
