@@ -95,8 +95,9 @@ FOUND_NONE = N_(
     "patient's data, so they are not repeated here): the header line seems to be missing"
 )
 # A header name as people write them: words of letters (`Correo electrónico`, `E-mail`,
-# `Fecha_nac.`), short, no digits. A phone, a DUI, an email address or a date is none of these.
-HEADER_WORDS = re.compile(r"[^\W\d_]+(?:[ ._\-/()]+[^\W\d_]+)*[.)]?", re.UNICODE)
+# `Fecha_nac.`, `(Celular)`, `Teléfono:`), short, no digits. A phone, a DUI, an email address or a
+# date is none of these.
+HEADER_WORDS = re.compile(r"\(?[^\W\d_]+(?:[ ._\-/()]+[^\W\d_]+)*[.):]?")
 MAX_HEADER_NAME = 40
 SHOWN_AT_MOST = 20
 

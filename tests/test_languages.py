@@ -180,6 +180,19 @@ def test_import_answers_in_spanish(client, clinic):
             "not_shown": 0,
         },
     }
+    headerless = upload("Ana López,77654321,01234567-0\n")
+    assert headerless.json["message"] == (
+        "El encabezado no tiene columna de nombre ni de teléfono. Se esperaba una línea de "
+        "encabezado como Nombre,Teléfono,Email,DUI; la primera línea tiene 3 celdas y ninguna es "
+        "un nombre de encabezado (parecen datos de un paciente, así que no se repiten aquí): "
+        "parece que falta la línea de encabezado."
+    )
+    typo = upload("Nombre,Celualr,Tel 2\nAna,7765-4321,\n")
+    assert typo.json["message"] == (
+        "El encabezado no tiene columna de teléfono. Se esperaba una línea de encabezado como "
+        "Nombre,Teléfono,Email,DUI; se encontró: Nombre, Celualr (y no se muestran 1 de las 3 "
+        "celdas: no parecen nombres de encabezado)."
+    )
     rows = upload("Nombre,Celular,Correo,DUI\n,7765,ana@@x,12\n")
     assert rows.json["code"] == "INVALID_ROWS"
     assert rows.json["details"] == [
