@@ -5,6 +5,7 @@ a streamed export and a multipart import, and the same work on plain PostgreSQL.
 import http.client
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import threading
@@ -43,8 +44,11 @@ class Timing:
 class HttpClient:
     """One keep-alive connection, as a browser tab or a script would hold."""
 
-    def __init__(self, port: int, token: str):
+    def __init__(self, port: int, token: str, headers: dict | None = None):
+        """`headers` instead of a token: the bare reference app takes its clinic in X-Clinic-Id."""
         self.port, self.token = port, token
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.headers |= headers or {}
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -57,7 +61,7 @@ class HttpClient:
             return self._get(path)
 
     def _get(self, path: str) -> tuple[int, bytes]:
-        self.conn.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+        self.conn.request("GET", path, headers=self.headers)
         response = self.conn.getresponse()
         return response.status, response.read()
 
@@ -134,11 +138,18 @@ class Throughput:
 
 
 def throughput(
-    port: int, path: str, token: str, clients: int, seconds: float, tool: str = "auto"
+    port: int,
+    path: str,
+    token: str,
+    clients: int,
+    seconds: float,
+    tool: str = "auto",
+    headers: dict | None = None,
 ) -> Throughput:
+    headers = ({"Authorization": f"Bearer {token}"} if token else {}) | (headers or {})
     if tool == "wrk" or (tool == "auto" and shutil.which("wrk")):
-        return throughput_wrk(port, path, token, clients, seconds)
-    return throughput_threads(port, path, token, clients, seconds)
+        return throughput_wrk(port, path, headers, clients, seconds)
+    return throughput_threads(port, path, headers, clients, seconds)
 
 
 WRK_RATE = re.compile(r"(\d+) requests in ([\d.]+)(m?s)")
@@ -148,7 +159,7 @@ WRK_PCT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def throughput_wrk(port, path, token, clients, seconds) -> Throughput:
+def throughput_wrk(port, path, headers, clients, seconds) -> Throughput:
     """wrk (C, one thread): the client takes little of the two cores the server needs."""
     with tqdm(total=int(seconds), desc=f"wrk {path.split('?')[0]}", unit="s", leave=False) as bar:
         process = subprocess.Popen(
@@ -160,8 +171,7 @@ def throughput_wrk(port, path, token, clients, seconds) -> Throughput:
                 "--latency",
                 "--timeout",
                 "10s",
-                "-H",
-                f"Authorization: Bearer {token}",
+                *(arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")),
                 f"http://127.0.0.1:{port}{path}",
             ],
             stdout=subprocess.PIPE,
@@ -191,14 +201,14 @@ def throughput_wrk(port, path, token, clients, seconds) -> Throughput:
     )
 
 
-def throughput_threads(port, path, token, clients, seconds) -> Throughput:
+def throughput_threads(port, path, headers, clients, seconds) -> Throughput:
     """Fallback without wrk: Python threads, one keep-alive connection each."""
     deadline = time.monotonic() + seconds
     counts, lock = Counter(), threading.Lock()
     samples = []
 
     def worker():
-        client = HttpClient(port, token)
+        client = HttpClient(port, "", headers)
         mine, local = Counter(), []
         while time.monotonic() < deadline:
             started = time.perf_counter()
@@ -207,7 +217,7 @@ def throughput_threads(port, path, token, clients, seconds) -> Throughput:
             except (OSError, http.client.HTTPException):
                 mine["error"] += 1
                 client.close()
-                client = HttpClient(port, token)
+                client = HttpClient(port, "", headers)
                 continue
             local.append(time.perf_counter() - started)
             mine["ok" if status == 200 else "error"] += 1
@@ -345,3 +355,43 @@ class PeakWatcher:
         self.done.set()
         self.thread.join()
         return self.peak_kb
+
+
+class SlowDownload:
+    """A client reading a streamed answer slowly (a phone on a poor line), in a thread of its own.
+
+    Its receive buffer is kept small, so what it has not read yet pushes back on the server (or
+    on nginx, which streams the export unbuffered) instead of piling up in the kernel.
+    """
+
+    def __init__(self, port: int, path: str, token: str, bytes_per_second: int = 500_000):
+        self.port, self.path, self.token = port, path, token
+        self.chunk = 16 * 1024
+        self.pause = self.chunk / bytes_per_second
+        self.received = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.read, daemon=True)
+
+    def __enter__(self) -> "SlowDownload":
+        self.thread.start()
+        time.sleep(0.5)  # under way (headers answered, rows flowing) before anything is measured
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def read(self) -> None:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.chunk)
+            sock.connect(("127.0.0.1", self.port))
+            sock.sendall(
+                f"GET {self.path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.token}"
+                "\r\nConnection: close\r\n\r\n".encode()
+            )
+            while not self.stop.is_set():
+                data = sock.recv(self.chunk)
+                if not data:
+                    return
+                self.received += len(data)
+                self.stop.wait(self.pause)

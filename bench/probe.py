@@ -14,14 +14,16 @@ Prints p50 and each one's ratio to the bare app. A profiling aid for bench/notes
 import argparse
 import http.client
 import logging
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from bench import HERE, dataset
-from bench.service import JWT_SECRET, Gunicorn
-from patients.cli import mint_token
+from bench.service import JWT_SECRET
+from patients.ops.cli import mint_token
+from tests.live import LiveServer
 
 RARE = dataset.RARE_SURNAME.lower().replace("ó", "o")
 PHONE = "5432-1"
@@ -49,7 +51,7 @@ def _no_access_log(flask_app):
 
 
 def _no_hooks(flask_app):
-    """Every before/after_request hook gone (request id, access log, UTF-8 check, headers)."""
+    """The request hooks gone (request id, access log, UTF-8 check, headers)."""
     flask_app.before_request_funcs.clear()
     flask_app.after_request_funcs.clear()
 
@@ -95,12 +97,12 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=HERE / "data" / "full")
     parser.add_argument("--rounds", type=int, default=400)
     parser.add_argument("--variants", default="nocheck,nolog,nohooks,noproxyfix")
-    parser.add_argument("--workers", default="1", help="WEB_CONCURRENCY for every server")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers of each server")
     args = parser.parse_args(argv)
 
     cluster, layout = dataset.prepare(args.data_dir, dataset.FULL)
     big, patient = layout["big"], layout["record_patient"]
-    env = {**dataset.service_env(cluster.url), "WEB_CONCURRENCY": args.workers}
+    env = {**dataset.service_env(cluster.url), "JWT_SECRET": JWT_SECRET}
     log = HERE / ".cache" / "probe.log"
     token = mint_token(JWT_SECRET, big, "admin", "bench", 2.0)
     service_headers = {"Authorization": f"Bearer {token}"}
@@ -120,7 +122,10 @@ def main(argv=None) -> int:
         "phone search": f"/api/patients?search={PHONE}",
         "admin record": f"/api/patients/{patient}",
     }
-    servers = [Gunicorn(target, env, log) for _, target, _ in targets]
+    servers = [
+        LiveServer(app=target, env=env, workers=args.workers, log_path=log)
+        for _, target, _ in targets
+    ]
     try:
         for server in servers:
             server.start()
@@ -136,15 +141,19 @@ def main(argv=None) -> int:
                 if body != bodies[what]:
                     raise RuntimeError(f"{name} answers {what} differently: {body[:300]!r}")
         samples = {(name, what): [] for name, _, _ in targets for what in paths}
+        cpu = {}
         for what, path in paths.items():
             for _ in range(20):
                 for client in clients:
                     client.get(path)
+            before = [cpu_seconds(server) for server in servers]
             for _ in range(args.rounds):
                 for (name, _, _), client in zip(targets, clients, strict=True):
                     started = time.perf_counter()
                     client.get(path)
                     samples[(name, what)].append(time.perf_counter() - started)
+            for (name, _, _), server, spent in zip(targets, servers, before, strict=True):
+                cpu[(name, what)] = (cpu_seconds(server) - spent) / args.rounds
         print(f"p50 in ms over {args.rounds} rounds (ratio to bare); load {load()}")
         header = f"{'':14}" + "".join(f"{name:>17}" for name, _, _ in targets)
         print(header)
@@ -155,15 +164,30 @@ def main(argv=None) -> int:
                 p50 = statistics.median(samples[(name, what)])
                 cells.append(f"{p50 * 1000:7.3f} ({p50 / bare:4.2f})")
             print(f"{what:14}" + "".join(f"{c:>17}" for c in cells))
+        print("worker CPU per request in ms (user + system, from /proc), ratio to bare")
+        for what in paths:
+            bare = cpu[("bare", what)]
+            cells = [
+                f"{cpu[(name, what)] * 1000:7.3f} ({cpu[(name, what)] / bare:4.2f})"
+                for name, _, _ in targets
+            ]
+            print(f"{what:14}" + "".join(f"{c:>17}" for c in cells))
     finally:
         for server in servers:
             server.stop()
     return 0
 
 
-def load() -> str:
-    import os
+def cpu_seconds(server) -> float:
+    """User + system time of the server's workers so far (clock ticks of /proc/<pid>/stat)."""
+    total = 0
+    for pid in server.worker_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
+
+def load() -> str:
     return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.service import ROOT, free_port
+from tests.live import ROOT, free_port
 
 DEPLOY_CONFIG = ROOT / "deploy" / "nginx.conf"
 

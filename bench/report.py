@@ -46,18 +46,44 @@ def ratio_cell(row: Row) -> str:
     return "—" if row.ratio is None else f"{row.ratio:.2f}"
 
 
-def table(rows: list[Row], section: str) -> list[str]:
+HEADERS = {
+    "main": ("ours (the service over HTTP)", "plain PostgreSQL, same work", "ratio"),
+    "growth": ("ours (the service over HTTP)", "plain PostgreSQL, same work", "ratio"),
+    "bare": ("ours (the service over HTTP)", "the bare Flask app, same SQL", "ratio"),
+    "workers": ("latency, 1 client", "16 clients", "16 clients with a slow export download"),
+}
+
+
+def table(rows: list[Row], section: str, previous: dict | None = None) -> list[str]:
+    """`previous`: the last run's rows by `what`; their figures go in a column of their own."""
+    ours, theirs, ratio = HEADERS[section]
+    extra = " previous run (ours · ratio) |" if previous is not None else ""
     lines = [
-        "| what | ours (the service over HTTP) | plain PostgreSQL, same work | ratio | target | |",
-        "|---|---|---|---|---|---|",
+        f"| what | {ours} | {theirs} | {ratio} | target | |{extra}",
+        "|---|---|---|---|---|---|" + ("---|" if previous is not None else ""),
     ]
     for row in rows:
         if row.section != section:
             continue
-        lines.append(
-            f"| {row.what} | {row.ours} | {row.plain} | {ratio_cell(row)} | {row.target} | {verdict(row)} |"
+        line = (
+            f"| {row.what} | {row.ours} | {row.plain} | {ratio_cell(row)} | {row.target} "
+            f"| {verdict(row)} |"
         )
+        if previous is not None:
+            before = previous.get(row.what)
+            line += f" {before['ours']} · {ratio_cell(Row(**before))} |" if before else " (new) |"
+        lines.append(line)
     return lines
+
+
+def previous_rows(path: Path) -> dict | None:
+    """The rows of the run whose JSON is at `path` (the one about to be replaced), by `what`."""
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return None
+    fields = {f.name for f in dataclasses.fields(Row)}
+    return {row["what"]: {k: v for k, v in row.items() if k in fields} for row in rows}
 
 
 def machine() -> dict:
@@ -89,6 +115,9 @@ def write(
 ) -> None:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     m = machine()
+    previous = previous_rows(out.with_suffix(".json"))
+    if previous is not None:
+        context["previous_run"] = json.loads(out.with_suffix(".json").read_text())["context"]
     lines = [
         "# Benchmark: the Patients API against plain PostgreSQL",
         "",
@@ -105,11 +134,29 @@ def write(
         "the same settings; export and import compare with psql. Latencies are one client in "
         "sequence over a keep-alive connection, measured at the client, after a warm-up.",
         "",
-        *table(rows, "main"),
+        *table(rows, "main", previous),
+        "",
+        "## The service's own cost: against a bare Flask app on the same gunicorn, same SQL",
+        "",
+        "bench/bare_app.py: Flask and a psycopg_pool pool on the same gunicorn.conf.py, answering "
+        "the same named queries with the same parameters (and the same bodies, checked before "
+        "measuring), with nothing else: no token, no access log, no request hooks, no input "
+        "checks. Both in turn, request by request (latency) or round by round (throughput).",
+        "",
+        *table(rows, "bare", previous),
+        "",
+        "## Worker model: sync against gthread, behind nginx",
+        "",
+        f"The service behind nginx ({context.get('proxy_config') or 'not run'}), one worker "
+        "model at a time. Latency: one client in sequence. Throughput: 16 clients (wrk) on the "
+        "list, then again while one slow client downloads the big clinic's export (about "
+        "0.5 MB/s; the export is streamed unbuffered, so it holds a worker or a thread).",
+        "",
+        *table(rows, "workers", previous),
         "",
         "## How cost grows with the clinic",
         "",
-        *table(rows, "growth"),
+        *table(rows, "growth", previous),
         "",
     ]
     if notes:
@@ -141,7 +188,12 @@ def write(
 
 
 def print_table(rows: list[Row]) -> None:
-    for section, title in (("main", "Figures"), ("growth", "Growth")):
+    for section, title in (
+        ("main", "Figures"),
+        ("bare", "Against the bare Flask app"),
+        ("workers", "Worker model"),
+        ("growth", "Growth"),
+    ):
         print(f"\n{title}")
         for line in table(rows, section):
             print(line)

@@ -68,22 +68,42 @@ SELECT json_build_object(
 
 -- name: get_patient_record :one
 -- The full record in one round trip: the patient, its appointments newest first, each with its
--- doctor. The DUI leaves as ciphertext: only @reveals_dui opens it.
-SELECT patient_list_item(p) AS fields,
-       p.notes,
-       p.dui_ciphertext,
-       p.dui_key_id,
-       coalesce((SELECT json_agg(json_build_object(
-                            'id', a.id,
-                            'appointment_date', to_char(a.appointment_date, 'YYYY-MM-DD'),
-                            'start_time', to_char(a.start_time, 'HH24:MI:SS'),
-                            'status', a.status,
-                            'doctors', CASE WHEN d.id IS NULL THEN NULL
-                                            ELSE json_build_object('full_name', d.full_name,
-                                                                   'specialty', d.specialty) END)
-                        ORDER BY a.appointment_date DESC, a.start_time DESC, a.id)
-                   FROM appointments a
-                   LEFT JOIN doctors d ON d.clinic_id = a.clinic_id AND d.id = a.doctor_id
-                  WHERE a.clinic_id = p.clinic_id AND a.patient_id = p.id), '[]'::json) AS appointments
-  FROM patients p
- WHERE p.clinic_id = %(clinic_id)s AND p.id = %(patient_id)s;
+-- doctor, as the answer's JSON text (`body`, sent as it is; it ends in `"dui" : null}`, which
+-- @reveals_dui replaces with the clear DUI for an admin). The DUI leaves as ciphertext: only
+-- @reveals_dui opens it. With `reveal` (an admin reads: @reveals_dui decides) the same statement
+-- writes the dui.reveal audit row for a patient that has a DUI, so the reveal and its audit row
+-- are one statement in one transaction; `audit_id` names that row (NULL when none was written).
+WITH record AS (
+    SELECT p.id,
+           p.dui_ciphertext,
+           p.dui_key_id,
+           -- patient_list_item's fields, then the record's own: two JSON objects made one.
+           left(patient_list_item(p)::text, -1) || ', ' || substr(json_build_object(
+               'notes', p.notes,
+               'appointments', coalesce((
+                   SELECT json_agg(json_build_object(
+                              'id', a.id,
+                              'appointment_date', to_char(a.appointment_date, 'YYYY-MM-DD'),
+                              'start_time', to_char(a.start_time, 'HH24:MI:SS'),
+                              'status', a.status,
+                              'doctors', CASE WHEN d.id IS NULL THEN NULL
+                                              ELSE json_build_object('full_name', d.full_name,
+                                                                     'specialty', d.specialty) END)
+                          ORDER BY a.appointment_date DESC, a.start_time DESC, a.id)
+                     FROM appointments a
+                     LEFT JOIN doctors d ON d.clinic_id = a.clinic_id AND d.id = a.doctor_id
+                    WHERE a.clinic_id = p.clinic_id AND a.patient_id = p.id), '[]'::json),
+               'dui', NULL)::text, 2) AS body
+      FROM patients p
+     WHERE p.clinic_id = %(clinic_id)s AND p.id = %(patient_id)s
+),
+revealed AS (
+    INSERT INTO audit_log (clinic_id, actor_id, actor_role, action, patient_id, details, request_id)
+    SELECT %(clinic_id)s, %(actor_id)s, %(actor_role)s, 'dui.reveal', r.id, '{}', %(request_id)s
+      FROM record r
+     WHERE %(reveal)s AND r.dui_ciphertext IS NOT NULL
+    RETURNING id
+)
+SELECT r.id::text AS id, r.dui_ciphertext, r.dui_key_id, r.body,
+       (SELECT id FROM revealed) AS audit_id
+  FROM record r;

@@ -70,12 +70,29 @@ def test_quick_bench_measures_every_figure(app):
         rare = next(row for row in latencies if "rare name" in row["what"])
         assert rare["values"]["matches"] == 3  # the planted surname, found without its accent
 
-        (throughput,) = [row for row in main if "throughput" in row["what"]]
+        bare = [row for row in report["rows"] if row["section"] == "bare"]
+        bare_latencies = [row for row in bare if row["target"] == "≤ 1.1"]
+        assert len(bare_latencies) == 4  # /healthz, two searches, an admin's full record
+        for row in bare_latencies:
+            assert row["values"]["ours_p50"] > 0 and row["values"]["bare_p50"] > 0, row["what"]
+        (throughput,) = [row for row in bare if row["what"].startswith("list throughput")]
         assert throughput["values"]["ours_errors"] == 0
         assert throughput["values"]["floor_errors"] == 0
-        for side in ("ours_rps", "floor_rps", "plain_rps"):
+        for side in ("ours_rps", "bare_rps", "floor_rps", "plain_rps"):
             assert throughput["values"][side] > 0, side
         assert throughput["values"]["tool"] == "python"
+        (search_throughput,) = [row for row in bare if row["what"].startswith("search throughput")]
+        assert search_throughput["values"]["ours_rps"] > 0
+        assert search_throughput["values"]["bare_rps"] > 0
+
+        workers = [row for row in report["rows"] if row["section"] == "workers"]
+        if shutil.which("nginx"):
+            assert [row["what"].split(",")[0] for row in workers] == ["`gthread`", "`sync`"]
+            for row in workers:
+                assert row["values"]["rps"] > 0 and row["values"]["errors"] == 0, row
+                assert row["values"]["rps_with_download"] > 0, row
+        else:
+            assert [row["ours"] for row in workers] == ["not measured: nginx is not installed"]
 
         (export,) = [row for row in main if row["what"].startswith("export")]
         (imported,) = [row for row in main if row["what"].startswith("import")]

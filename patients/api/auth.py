@@ -7,8 +7,9 @@
 """
 
 import functools
+import json
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 
 from patients import audit, db, tokens
 from patients.api.errors import APIError, forbidden, unauthorized
@@ -129,29 +130,59 @@ def dui_keys() -> DuiKeys:
     return current_app.extensions["dui_keys"]
 
 
+def reveal_parameters() -> dict:
+    """What a record read needs to audit its own DUI reveal (queries get_patient_record): whether
+    this request reveals (decided by @reveals_dui, around the view) and who the audit row names."""
+    who = caller()
+    return {
+        "reveal": g.get("reveals_dui", False),
+        "actor_id": who.user_id,
+        "actor_role": who.role,
+        "request_id": g.get("request_id"),
+    }
+
+
+# The record's JSON text ends with this (queries get_patient_record); the clear DUI replaces its null.
+DUI_NULL_TAIL = '"dui" : null}'
+
+
 def reveals_dui(view):
     """The one place that decides who sees a clear DUI.
 
-    The view returns the record as a dict carrying `id`, `dui_ciphertext` and `dui_key_id`. An
-    admin gets `dui` in clear and an audit row is written in the same transaction as the read;
-    anyone else gets `dui: null`. The ciphertext never leaves this function.
+    Only an admin does. The view reads the record with `reveal_parameters()`, so for an admin the
+    same statement writes the dui.reveal audit row, in the same transaction, and returns the
+    row: `body` (the answer's JSON text, `"dui": null` at its end), `id`, `dui_ciphertext`,
+    `dui_key_id` and `audit_id`. Here the DUI is opened and spliced into the body; one that fails
+    to open stays null and its audit row is withdrawn before the transaction commits. Anyone else
+    gets `dui: null`. The ciphertext never leaves this function.
     """
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
+        who = caller()
+        g.reveals_dui = who.role == "admin"
         with db.connection() as conn:
-            shown = view(*args, **kwargs)
-            ciphertext = shown.pop("dui_ciphertext", None)
-            key_id = shown.pop("dui_key_id", None)
-            shown["dui"] = None
-            who = caller()
-            if who.role == "admin" and ciphertext is not None:
+            row = view(*args, **kwargs)
+            body = row["body"]
+            if row["audit_id"] is not None:
                 # The clinic comes from the token, never from the row: a value copied across
                 # clinics cannot open here.
-                clear = dui_keys().decrypt(who.clinic_id, shown["id"], ciphertext, key_id)
-                if clear is not None:
-                    record(conn, "dui.reveal", patient_id=shown["id"])
-                    shown["dui"] = clear
-        return shown
+                clear = dui_keys().decrypt(
+                    who.clinic_id, row["id"], row["dui_ciphertext"], row["dui_key_id"]
+                )
+                if clear is None:
+                    queries.withdraw_reveal_audit(
+                        conn, clinic_id=who.clinic_id, audit_id=row["audit_id"]
+                    )
+                else:
+                    body = with_dui(body, clear)
+        return Response(body, mimetype="application/json")
 
     return wrapper
+
+
+def with_dui(body: str, clear: str) -> str:
+    """The record's JSON text with its trailing `"dui" : null` made the clear DUI."""
+    if not body.endswith(DUI_NULL_TAIL):
+        raise RuntimeError("get_patient_record's body no longer ends in a null dui")
+    return body[: -len("null}")] + json.dumps(clear) + "}"

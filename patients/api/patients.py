@@ -4,7 +4,7 @@ from flask import Blueprint, Response, request
 
 from patients import db, search
 from patients.api import params
-from patients.api.auth import caller, require_role, reveals_dui
+from patients.api.auth import caller, require_role, reveal_parameters, reveals_dui
 from patients.api.errors import not_found
 from patients.repository import queries
 
@@ -46,14 +46,10 @@ def list_patients():
 def show_patient(patient_id):
     patient_id = params.patient_id(patient_id)
     with db.connection() as conn:
-        row = queries.get_patient_record(conn, clinic_id=caller().clinic_id, patient_id=patient_id)
+        row = queries.get_patient_record(
+            conn, clinic_id=caller().clinic_id, patient_id=patient_id, **reveal_parameters()
+        )
     if row is None:
         raise not_found()
-    # The ciphertext goes to @reveals_dui, which replaces it with `dui` (clear or null).
-    return {
-        **row["fields"],
-        "notes": row["notes"],
-        "appointments": row["appointments"],
-        "dui_ciphertext": row["dui_ciphertext"],
-        "dui_key_id": row["dui_key_id"],
-    }
+    # PostgreSQL built the body; @reveals_dui puts the DUI in (clear or null) and sends it.
+    return row
