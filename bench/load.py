@@ -83,18 +83,21 @@ def latency(call, count: int, warmup: int, desc: str) -> Timing:
 
 def latency_pair(ours, plain, count: int, warmup: int, desc: str) -> tuple[Timing, Timing]:
     """Both sides in turn, request by request: a load that comes and goes on the shared cores
-    weighs on both alike, and the keep-alive connection never sits idle long enough to close."""
+    weighs on both alike, and the keep-alive connection never sits idle long enough to close.
+    Which side goes first alternates, so neither always follows the other (a commit's WAL flush
+    waits for the one before it)."""
     for _ in range(warmup):
         ours()
         plain()
     a, b = Timing(), Timing()
-    for _ in tqdm(range(count), desc=desc, unit="pair", leave=False):
+    for index in tqdm(range(count), desc=desc, unit="pair", leave=False):
+        first, second = ((ours, a), (plain, b)) if index % 2 == 0 else ((plain, b), (ours, a))
         started = time.perf_counter()
-        ours()
+        first[0]()
         middle = time.perf_counter()
-        plain()
-        a.samples.append(middle - started)
-        b.samples.append(time.perf_counter() - middle)
+        second[0]()
+        first[1].samples.append(middle - started)
+        second[1].samples.append(time.perf_counter() - middle)
     return a, b
 
 

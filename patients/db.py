@@ -106,16 +106,18 @@ def connection():
     A database that cannot be reached, or that drops the connection mid-request, is a 503; any
     other database error (a statement cancelled by its timeout, a bug) is the caller's to handle.
     """
-    shared = g.get("_db_conn")
+    state = g._get_current_object()  # once, not through the proxy at every use
+    shared = state.get("_db_conn")
     if shared is not None:
         yield shared
         return
+    connections = current_app.extensions["pool"]
     try:
-        conn = pool().getconn()
+        conn = connections.getconn()
     except (PoolTimeout, psycopg.OperationalError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         raise DatabaseUnavailable from exc
-    g._db_conn = conn
+    state._db_conn = conn
     try:
         with conn:
             yield conn
@@ -125,8 +127,8 @@ def connection():
         log.warning("database connection lost: %s", type(exc).__name__)
         raise DatabaseUnavailable from exc
     finally:
-        g._db_conn = None
-        pool().putconn(conn)
+        state._db_conn = None
+        connections.putconn(conn)
 
 
 def apply_schema(conn: psycopg.Connection) -> None:
