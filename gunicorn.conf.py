@@ -30,6 +30,14 @@ except ConfigError as exc:
 bind = f"{settings['host']}:{settings['port']}"
 # Threads overlap the waits on PostgreSQL; a process per core spreads the Python work.
 workers = settings["workers"]
+# gthread, not sync, even behind nginx (measured by `make bench`, "Worker model" in
+# bench/results.md): nginx buffers requests and the JSON answers, but streams the export
+# unbuffered (its audit row must say how much the client really took), so a slow download holds
+# whatever serves it for as long as the client takes: a whole sync worker, one thread of a gthread
+# one. A sync worker also waits idle on every PostgreSQL round trip and cannot keep nginx's
+# upstream connections alive (a new connection per request). Measured on 2 cores: 2 x 4 gthread
+# served the list at about twice the rate of 2 or 5 sync workers, with lower p99, and lost less
+# of it while a slow export was downloading; one client's /healthz was faster too.
 worker_class = "gthread"
 threads = settings["threads"]
 # Never preload: each worker opens its own connection pool after the fork.

@@ -9,11 +9,12 @@ are Google's libphonenumber (the `phonenumbers` port), not a regex of ours.
 Reasons never repeat the cell: it is a person's phone number, or something worse pasted there.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import PhoneNumberFormat
+from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberFormat
 
 from patients.messages import N_
 
@@ -39,6 +40,10 @@ DIGITS = re.compile(r"[0-9]")
 # The international form, written out: a + then digits, spaces, dashes, dots and parentheses
 # only (`+503 1234-5678`, `(+503) 1234 5678`); no letters, so no extension.
 INTERNATIONAL_AS_WRITTEN = re.compile(r"\(?\+[0-9 \u00a0().\-]+")
+# How almost every number in a clinic's sheet is written: digits in groups, with spaces, dots or
+# hyphens between them, maybe a leading +. See plain_number().
+PLAIN_SHAPE = re.compile(r"\+?[0-9]+(?:[ .-][0-9]+)*")
+NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +63,12 @@ def _holds_several(text: str) -> bool:
 
 
 def _valid(text: str, region: str | None):
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
+    number = plain_number(text, region) if region else None
+    if number is None:
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            return None
     return number if phonenumbers.is_valid_number(number) else None
 
 
@@ -108,3 +115,53 @@ def as_written(text: str) -> Phone:
 def international(e164: str) -> str:
     """libphonenumber's INTERNATIONAL format (`+503 7765 4321`): what the export's SQL writes."""
     return phonenumbers.format_number(phonenumbers.parse(e164), PhoneNumberFormat.INTERNATIONAL)
+
+
+def plain_number(text: str, region: str) -> PhoneNumber | None:
+    """What phonenumbers.parse(text, region) returns, for the inputs where that is certain without
+    running it (None for every other input, which parse() then reads).
+
+    An import checks tens of thousands of numbers, and parse() was most of that work. For a number
+    written as digit groups (PLAIN_SHAPE), in a region whose numbers carry no national prefix to
+    strip (El Salvador and most of Central America), parse() only takes the digits: the national
+    number as written, or after a leading `+` and the region's own country code. That is done
+    here, leaving to parse() whatever would make it do more: a leading 0 (an international prefix,
+    or a significant zero), digits that begin with the region's country code without a `+`
+    (parse() may strip it), another country's code, a length the region's numbers never have.
+    The verdict stays the library's (is_valid_number() on the same PhoneNumber); tests/test_phones.py
+    checks that the two readings are equal.
+    """
+    if not PLAIN_SHAPE.fullmatch(text):
+        return None
+    plan = plain_plan(region)
+    if plan is None:
+        return None
+    country_code, lengths, international_prefix = plan
+    digits = NOT_A_DIGIT.sub("", text)
+    code = str(country_code)
+    if text[0] == "+":
+        if not digits.startswith(code):
+            return None
+        national = digits[len(code) :]
+    else:
+        if digits.startswith(code) or (international_prefix and international_prefix.match(digits)):
+            return None
+        national = digits
+    if not national or national[0] == "0" or len(national) not in lengths:
+        return None
+    return PhoneNumber(country_code=country_code, national_number=int(national))
+
+
+@functools.lru_cache(maxsize=256)
+def plain_plan(region: str) -> tuple[int, frozenset[int], re.Pattern | None] | None:
+    """The region's country code, number lengths and international prefix, when its numbers have
+    no national prefix (None otherwise: parse() reads them)."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.national_prefix or metadata.national_prefix_for_parsing:
+        return None
+    prefix = metadata.international_prefix
+    return (
+        metadata.country_code,
+        frozenset(metadata.general_desc.possible_length or ()),
+        re.compile(prefix) if prefix else None,
+    )
