@@ -89,6 +89,7 @@ def create_app() -> Flask:
                 actor_id="bench",
                 actor_role="admin",
                 request_id=uuid.uuid4().hex,
+                client_ip=request.remote_addr,
             )
         body = row["body"]
         if row["audit_id"] is not None:

@@ -103,6 +103,7 @@ class Plain:
                 actor_id="bench",
                 actor_role="staff",
                 request_id=None,
+                client_ip=None,
             )
 
     def close(self):

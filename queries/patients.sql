@@ -98,8 +98,10 @@ WITH record AS (
      WHERE p.clinic_id = %(clinic_id)s AND p.id = %(patient_id)s
 ),
 revealed AS (
-    INSERT INTO audit_log (clinic_id, actor_id, actor_role, action, patient_id, details, request_id)
-    SELECT %(clinic_id)s, %(actor_id)s, %(actor_role)s, 'dui.reveal', r.id, '{}', %(request_id)s
+    INSERT INTO audit_log (clinic_id, actor_id, actor_role, action, patient_id, details, request_id,
+                           client_ip)
+    SELECT %(clinic_id)s, %(actor_id)s, %(actor_role)s, 'dui.reveal', r.id, '{}', %(request_id)s,
+           %(client_ip)s::inet
       FROM record r
      WHERE %(reveal)s AND r.dui_ciphertext IS NOT NULL
     RETURNING id

@@ -58,7 +58,9 @@ def test_quick_bench_measures_every_figure(app):
         main = [row for row in report["rows"] if row["section"] == "main"]
         growth = [row for row in report["rows"] if row["section"] == "growth"]
 
-        latencies = [row for row in main if row["target"] == "≤ 1.5"]
+        latencies = [
+            row for row in main if row["target"] == "≤ 1.5" and not row["what"].startswith("import")
+        ]
         assert len(latencies) == 6  # three searches, two pages, the full record
         (floor,) = [row for row in main if "SELECT 1" in row["what"]]
         # Measured, not judged: speed is the full bench's business, never a test's.

@@ -139,6 +139,7 @@ def reveal_parameters() -> dict:
         "actor_id": who.user_id,
         "actor_role": who.role,
         "request_id": g.get("request_id"),
+        "client_ip": audit.address(request.remote_addr),
     }
 
 
