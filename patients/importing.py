@@ -9,7 +9,7 @@ encrypted for the ids their rows will have and COPY'd as ciphertext, one upsert
 
 import functools
 import importlib
-import uuid
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -304,7 +304,7 @@ def write(
         keys,
         clinic_id,
         (
-            (phone, known.get(phone) or str(uuid.uuid4()), p.dui)
+            (phone, known.get(phone) or new_patient_id(), p.dui)
             for phone, p in patients.items()
             if p.dui is not None
         ),
@@ -345,3 +345,13 @@ def copy_duis(conn, dui_keys: DuiKeys, clinic_id: str, targets) -> None:
         for phone, patient_id, dui in targets:
             ciphertext, key_id = dui_keys.encrypt(clinic_id, patient_id, dui)
             copy.write_row((phone, patient_id, ciphertext, key_id))
+
+
+def new_patient_id() -> str:
+    """str(uuid.uuid4()) without building a UUID object: 16 random bytes with the version (4) and
+    variant bits set, spelled the canonical way. Tens of thousands per import."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -81,9 +81,9 @@ def to_e164(raw: str, region: str) -> Phone:
         raise ValueError(SCIENTIFIC_REASON)
     if THOUSANDS.fullmatch(text):
         text = re.sub(r"[^0-9]", "", text)
-    elif _holds_several(text):
+    elif not PLAIN_SHAPE.fullmatch(text) and _holds_several(text):
         # Checked first: libphonenumber would read `7765-4321, 2222-3333` as a number and an
-        # extension.
+        # extension. (Digit groups alone never hold two: none of SEPARATORS can be among them.)
         raise ValueError(ONE_PER_CELL)
     number = _valid(text, region)
     if number is None and text.isascii() and text.isdigit():
