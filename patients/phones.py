@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberFormat
+from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberFormat, phonenumberutil
 
 from patients.messages import N_
 
@@ -64,11 +64,12 @@ def _holds_several(text: str) -> bool:
 
 def _valid(text: str, region: str | None):
     number = plain_number(text, region) if region else None
-    if number is None:
-        try:
-            number = phonenumbers.parse(text, region)
-        except phonenumbers.NumberParseException:
-            return None
+    if number is not None:
+        return number if plain_valid(number, region) else None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
     return number if phonenumbers.is_valid_number(number) else None
 
 
@@ -150,6 +151,40 @@ def plain_number(text: str, region: str) -> PhoneNumber | None:
     if not national or national[0] == "0" or len(national) not in lengths:
         return None
     return PhoneNumber(country_code=country_code, national_number=int(national))
+
+
+def plain_valid(number: PhoneNumber, region: str) -> bool:
+    """phonenumbers.is_valid_number(number) for a number plain_number() read in `region`.
+
+    is_valid_number() asks for the number's type, trying the region's eleven kinds of number one
+    pattern after another (premium rate first) just to say "not UNKNOWN". Valid means the same
+    thing in any order: the general pattern matches and at least one kind does; mobile and fixed
+    line, what clinics' patients have, are asked first. Only for a country code that is one
+    region's alone (otherwise is_valid_number() picks among the regions, and is asked).
+    """
+    kinds = region_kinds(number.country_code)
+    if kinds is None:
+        return phonenumbers.is_valid_number(number)
+    general, specific = kinds
+    national = str(number.national_number)
+    return _matches(national, general) and any(_matches(national, kind) for kind in specific)
+
+
+@functools.lru_cache(maxsize=256)
+def region_kinds(country_code: int):
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+    if len(regions) != 1:
+        return None
+    metadata = PhoneMetadata.metadata_for_region(regions[0])
+    if metadata is None:
+        return None
+    kinds = ("mobile", "fixed_line", "toll_free", "premium_rate", "shared_cost", "voip")
+    kinds += ("personal_number", "pager", "uan", "voicemail")
+    return metadata.general_desc, tuple(getattr(metadata, kind) for kind in kinds)
+
+
+# libphonenumber's own test of a national number against one kind's lengths and pattern.
+_matches = phonenumberutil._is_number_matching_desc
 
 
 @functools.lru_cache(maxsize=256)

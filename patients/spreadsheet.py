@@ -307,6 +307,10 @@ def csv_reason(exc: csv.Error) -> str:
 
 
 def _records(reader, columns: dict[str, list[int]]) -> Iterator[tuple[int, dict[str, str]]]:
+    # The usual sheet has one column per field: its rows skip the joining (the same values).
+    singles = None
+    if all(len(positions) == 1 for positions in columns.values()):
+        singles = [(field, positions[0]) for field, positions in columns.items()]
     line = 1
     while True:
         line += 1
@@ -324,6 +328,10 @@ def _records(reader, columns: dict[str, list[int]]) -> Iterator[tuple[int, dict[
             ) from None
         if not any(cell.strip() for cell in row):
             continue  # blank rows (Excel leaves `;;;` lines at the end) are not patients
+        if singles is not None:  # one column per field: each value is its cell, cleaned
+            count = len(row)
+            yield line, {f: clean_cell(row[p]) if p < count else "" for f, p in singles}
+            continue
         cells = {
             field: [clean_cell(row[p]) if p < len(row) else "" for p in positions]
             for field, positions in columns.items()

@@ -5,6 +5,8 @@ wherever it answers, its PhoneNumber must equal parse()'s (the `phonenumbers` pa
 version pinned in requirements.txt), and the number read (or refused) must be the same either way.
 """
 
+import random
+
 import phonenumbers
 import pytest
 from hypothesis import example, given, settings
@@ -65,3 +67,18 @@ def test_the_quick_path_reads_numbers_exactly_as_libphonenumber(text, region):
 def test_which_numbers_take_the_quick_path(text, region, quick):
     assert (phones.plain_number(text, region) is not None) is quick
     assert phones._valid(text, region) == library_valid(text, region)
+
+
+@pytest.mark.parametrize("region", ["SV", "GT", "HN", "NI", "PA", "ES"])
+def test_plain_valid_is_is_valid_number(region):
+    """Every kind of number of the region, and random ones around them (deterministic)."""
+    rng = random.Random(region)
+    code = phonenumbers.country_code_for_region(region)
+    for _ in range(4000):
+        digits = str(rng.randrange(10 ** rng.randrange(5, 12)))
+        number = phonenumbers.PhoneNumber(country_code=code, national_number=int(digits))
+        assert phones.plain_valid(number, region) == phonenumbers.is_valid_number(number), digits
+    for kind in phonenumbers.PhoneNumberType.values():
+        example = phonenumbers.example_number_for_type(region, kind)
+        if example is not None:
+            assert phones.plain_valid(example, region) == phonenumbers.is_valid_number(example)
