@@ -57,10 +57,17 @@ def _no_hooks(flask_app):
 
 
 def _no_proxy_fix(flask_app):
-    flask_app.wsgi_app = flask_app.wsgi_app.app  # ProxyFix wraps the Flask wsgi_app
+    if hasattr(flask_app.wsgi_app, "app"):  # ProxyFix (TRUSTED_PROXIES) wraps Flask's wsgi_app
+        flask_app.wsgi_app = flask_app.wsgi_app.app
+
+
+def _no_log_line(flask_app):
+    """The access line's record still made, never written (what writing it costs)."""
+    logging.getLogger("patients.access").handle = lambda record: None
 
 
 VARIANTS = {
+    "nowrite": _no_log_line,
     "nocheck": _no_check,
     "nolog": _no_access_log,
     "nohooks": _no_hooks,

@@ -72,11 +72,17 @@ def init_app(app: Flask) -> None:
         locale_selector=select_locale,
     )
 
-    @app.after_request
-    def vary_by_language(response):
-        # The same URL answers in two languages: a shared cache must key on the header.
+
+def vary_by_language(response) -> None:
+    """The same URL answers in two languages: a shared cache must key on the header.
+
+    Called by the one after-request hook (patients/api/middleware.py). Most answers have no Vary
+    yet: the header is then written as it is, not parsed into a set and joined back.
+    """
+    if "Vary" in response.headers:
         response.vary.add("Accept-Language")
-        return response
+    else:
+        response.headers["Vary"] = "Accept-Language"
 
 
 def gettext(message: str, params: dict | None = None) -> str:

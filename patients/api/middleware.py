@@ -26,7 +26,7 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from patients.api import params
+from patients.api import i18n, params
 from patients.api.errors import render, unreadable_body, validation_error
 from patients.logs import scrub
 from patients.messages import N_
@@ -162,6 +162,7 @@ def discard_unread_body(response):
 
 def finish_request(response):
     current, state = request._get_current_object(), g._get_current_object()
+    i18n.vary_by_language(response)  # first: discard_unread_body's 400 keeps it
     response = discard_unread_body(response)
     headers = response.headers
     if current.endpoint not in CACHEABLE_ENDPOINTS or response.status_code != 200:
