@@ -20,7 +20,7 @@ import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import jwt
@@ -257,10 +257,31 @@ class TokenSettings:
     audience: str = "authenticated"
     issuer: str | None = None
     leeway: float = LEEWAY_SECONDS
+    # HS256 tokens that passed, by their text: (caller, exp). See verify().
+    passed: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+# A worker serves a few thousand sessions at most; past this the memory simply starts afresh.
+PASSED_MAX = 4096
 
 
 def verify(token: str, settings: TokenSettings) -> Caller:
-    """The caller a bearer token speaks for, or Refused."""
+    """The caller a bearer token speaks for, or Refused.
+
+    A client sends the same token with every request until it expires. One verified with the
+    shared secret (HS256) is remembered, and its next uses cost a lookup instead of a decode and
+    an HMAC: its signature and claims cannot change, a `nbf`/`iat` that had passed stays passed,
+    and `exp` is checked again on every use exactly as PyJWT checks it (whole seconds, the same
+    leeway); the secret changes only with a restart, which starts the memory afresh. Tokens
+    verified with a JWKS key are verified every time: a key withdrawn from the set must stop its
+    tokens at once.
+    """
+    remembered = settings.passed.get(token)
+    if remembered is not None:
+        caller, expires = remembered
+        if expires > now() - settings.leeway:
+            return caller
+        settings.passed.pop(token, None)  # expired: verified again, refused as PyJWT says
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -287,7 +308,16 @@ def verify(token: str, settings: TokenSettings) -> Caller:
         raise Refused(TOKEN_WRONG_ISSUER if exc.claim == "iss" else TOKEN_REQUIRED) from exc
     except jwt.PyJWTError as exc:
         raise Refused() from exc
-    return caller_of(claims, settings.audience)
+    caller = caller_of(claims, settings.audience)
+    if algorithm == "HS256":
+        if len(settings.passed) >= PASSED_MAX:
+            settings.passed.clear()
+        settings.passed[token] = (caller, int(claims["exp"]))  # PyJWT compares whole seconds
+    return caller
+
+
+def now() -> float:
+    return time.time()
 
 
 def verification_key(header: dict, settings: TokenSettings) -> tuple[object, str]:

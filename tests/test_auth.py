@@ -7,6 +7,7 @@ import json
 import jwt
 import pytest
 
+from patients import tokens
 from tests.helpers import JWT_SECRET, make_token
 from tests.supabase_tokens import supabase_token
 
@@ -46,6 +47,34 @@ def test_expired(client, clinic):
     response = client.get(URL, headers=bearer(token))
     assert_unauthorized(response)
     assert "expired" in response.json["message"]
+
+
+def test_a_token_that_passed_is_remembered_but_still_expires(app, client, clinic, monkeypatch):
+    """patients/tokens.py verify(): an HS256 token that passed is not decoded again, yet it is
+    refused as expired from the moment PyJWT would refuse it."""
+    token = make_token(clinic.id, expires_in=600)
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert client.get(URL, headers=bearer(token)).status_code == 200
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    assert client.get(URL, headers=bearer(token)).status_code == 200
+    assert decoded == []
+
+    # Both clocks (ours and PyJWT's) at the first instant PyJWT counts as expired.
+    later = expires + app.extensions["token_settings"].leeway
+
+    class Later(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime.fromtimestamp(later, tz)
+
+    monkeypatch.setattr(tokens, "now", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Later)
+    response = client.get(URL, headers=bearer(token))
+    assert_unauthorized(response)
+    assert "expired" in response.json["message"]
+    assert decoded == [1]  # verified again, and refused by PyJWT itself
 
 
 def test_alg_none_is_refused(client, clinic):
