@@ -467,8 +467,8 @@ class Bench:
     def bare_latencies(self, port: int, bare_port: int) -> None:
         """The fast endpoints, request by request against the bare app answering the same SQL."""
         big, patient = self.layout["big"], self.layout["record_patient"]
-        ours = load.HttpClient(port, self.token(big, "admin"))
-        bare = load.HttpClient(bare_port, "", {"X-Clinic-Id": big})
+        ours = load.RawClient(port, {"Authorization": f"Bearer {self.token(big, 'admin')}"})
+        bare = load.RawClient(bare_port, {"X-Clinic-Id": big})
         figures = [
             (f"search, rare name (`{RARE}`), big clinic", list_path(RARE)),
             (f"search, phone fragment (`{PHONE}`), big clinic", list_path(PHONE)),
