@@ -1,5 +1,6 @@
 """One table of figures and ratios: printed, and written as Markdown (bench/results.md) and JSON."""
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -76,6 +77,21 @@ def table(rows: list[Row], section: str, previous: dict | None = None) -> list[s
     return lines
 
 
+def contention_note(context: dict) -> str:
+    """A sentence saying the figures were taken under contention, when the load says so."""
+    loads = []
+    for key in ("load_before", "load_after"):
+        with contextlib.suppress(ValueError, IndexError):
+            loads.append(float(str(context.get(key, "")).split()[0]))
+    if not loads or max(loads) <= 1.5:
+        return ""
+    return (
+        " **These figures were taken under contention**: other work shared the two cores during "
+        "the run. Each ratio is measured side by side in the same run (the two sides in turn), so "
+        "it stays meaningful; the absolute times are higher than a quiet machine's."
+    )
+
+
 def previous_rows(path: Path) -> dict | None:
     """The rows of the run whose JSON is at `path` (the one about to be replaced), by `what`."""
     try:
@@ -125,7 +141,8 @@ def write(
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory']} memory, "
         f"PostgreSQL {context.get('server_version', '?')}, Python {m['python']}. "
         f"Load average before the run: {context.get('load_before', '?')}, after: "
-        f"{context.get('load_after', '?')} (other engineers' test suites share these cores).",
+        f"{context.get('load_after', '?')} (other engineers' test suites share these cores)."
+        + contention_note(context),
         "",
         f"Data set: {context.get('dataset', '?')}. The service runs as in production: gunicorn with "
         f"`gunicorn.conf.py` ({context.get('workers', '?')} workers × {context.get('threads', '?')} "
