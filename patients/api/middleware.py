@@ -174,22 +174,21 @@ def finish_request(response):
         caller = state.get("caller")
         started = state.get("started")
         # The path only: query strings can carry search terms (names, phone fragments).
-        record = AccessRecord(
-            {
-                "request_id": state.get("request_id"),
-                "method": current.method,
-                "path": current.path,
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 1) if started else 0.0,
-                "clinic_id": caller.clinic_id if caller else None,
-                "user_id": caller.user_id if caller else None,
-                # The socket's peer, or behind TRUSTED_PROXIES the address the proxy saw.
-                "client_ip": current.remote_addr,
-            }
+        access.handle(
+            AccessRecord(
+                {
+                    "request_id": state.get("request_id"),
+                    "method": current.method,
+                    "path": current.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 1) if started else 0.0,
+                    "clinic_id": caller.clinic_id if caller else None,
+                    "user_id": caller.user_id if caller else None,
+                    # The socket's peer, or behind TRUSTED_PROXIES the address the proxy saw.
+                    "client_ip": current.remote_addr,
+                }
+            )
         )
-        # Written once the answer has gone out (the server closes the response after its last
-        # byte), so the client never waits for its own log line; `ms` is still the time to here.
-        response.call_on_close(lambda: access.handle(record))
     return response
 
 
