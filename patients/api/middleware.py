@@ -126,6 +126,8 @@ def check_query_string() -> None:
 
 
 def check_repeated_parameters() -> None:
+    if not request.environ.get("QUERY_STRING"):
+        return  # no parameters to parse, none repeated
     field = params.repeated(request.args)
     if field is not None:
         raise validation_error(field[: params.MAX_TERM_LENGTH], N_("must be given once"))
@@ -140,6 +142,8 @@ def discard_unread_body(response):
     be readable HTTP makes the answer a 400, also when the route never needed the body (a 401).
     """
     environ = request.environ
+    if not environ.get("CONTENT_LENGTH") and not environ.get("HTTP_TRANSFER_ENCODING"):
+        return response  # no body declared at all (most requests): gunicorn gives them none
     if not (request.content_length or environ.get("wsgi.input_terminated")):
         return response  # no declared body: reading could wait for bytes that never come
     stream = environ.get("wsgi.input")
