@@ -30,14 +30,15 @@ except ConfigError as exc:
 bind = f"{settings['host']}:{settings['port']}"
 # Threads overlap the waits on PostgreSQL; a process per core spreads the Python work.
 workers = settings["workers"]
-# gthread, not sync, even behind nginx (measured by `make bench`, "Worker model" in
-# bench/results.md): nginx buffers requests and the JSON answers, but streams the export
-# unbuffered (its audit row must say how much the client really took), so a slow download holds
-# whatever serves it for as long as the client takes: a whole sync worker, one thread of a gthread
-# one. A sync worker also waits idle on every PostgreSQL round trip and cannot keep nginx's
-# upstream connections alive (a new connection per request). Measured on 2 cores: 2 x 4 gthread
-# served the list at about twice the rate of 2 or 5 sync workers, with lower p99, and lost less
-# of it while a slow export was downloading; one client's /healthz was faster too.
+# gthread, not sync, even behind nginx (which gunicorn's docs pair with sync workers). Measured by
+# `make bench` behind deploy/nginx.conf on 2 cores (bench/results.md, "Worker model", 2026-12-01):
+# at 16 clients 2 x 4 gthread served the list at 967 req/s (p99 37 ms), 2 sync workers at 868,
+# 5 sync workers (2 x cores + 1) at 894 (p99 28 ms); while one slow client downloaded an export,
+# 845, 500 and 943. nginx buffers requests and JSON answers, but streams the export unbuffered (its
+# audit row must say how much the client really took), so a slow download, like an import, holds
+# what serves it for its whole length: a whole sync worker, one thread of a gthread one. Five sync
+# workers match gthread's rate only with five processes' memory (2.5x), and five slow downloads
+# would leave no worker at all; 2 x 4 threads serve as fast with eight slots in two processes.
 worker_class = "gthread"
 threads = settings["threads"]
 # Never preload: each worker opens its own connection pool after the fork.
