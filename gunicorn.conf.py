@@ -32,13 +32,13 @@ bind = f"{settings['host']}:{settings['port']}"
 workers = settings["workers"]
 # gthread, not sync, even behind nginx (which gunicorn's docs pair with sync workers). Measured by
 # `make bench` behind deploy/nginx.conf on 2 cores (bench/results.md, "Worker model", 2026-12-01):
-# at 16 clients 2 x 4 gthread served the list at 967 req/s (p99 37 ms), 2 sync workers at 868,
-# 5 sync workers (2 x cores + 1) at 894 (p99 28 ms); while one slow client downloaded an export,
-# 845, 500 and 943. nginx buffers requests and JSON answers, but streams the export unbuffered (its
+# at 16 clients 2 x 4 gthread served the list at 998 req/s (p99 34 ms), 2 sync workers at 984,
+# 5 sync workers (2 x cores + 1) at 864 (p99 27 ms); while one slow client downloaded an export,
+# 859, 506 and 834. nginx buffers requests and JSON answers, but streams the export unbuffered (its
 # audit row must say how much the client really took), so a slow download, like an import, holds
 # what serves it for its whole length: a whole sync worker, one thread of a gthread one. Five sync
-# workers match gthread's rate only with five processes' memory (2.5x), and five slow downloads
-# would leave no worker at all; 2 x 4 threads serve as fast with eight slots in two processes.
+# workers come close only with five processes' memory (2.5x), and five slow downloads would leave
+# no worker at all; 2 x 4 threads serve as fast with eight slots in two processes.
 worker_class = "gthread"
 threads = settings["threads"]
 # Never preload: each worker opens its own connection pool after the fork.
