@@ -88,7 +88,7 @@ MAX_LISTED = 1000
 # contract wants the export to import back. Such a refusal waits for the stored values, and is
 # dropped when the cell is exactly what is stored (after the trimming a cell gets): nothing new,
 # so the stored value stays as it is, and it is never written from the file.
-RESOLVABLE = {"name", "email"}
+RESOLVABLE = {"name", "email", "phone"}
 # Pending refusals are looked up this many at a time, so a file of thousands of them holds at most
 # this many (a few queries, never one object per row of a 5 MB file).
 PENDING_BATCH = 1000
@@ -116,6 +116,8 @@ def same_as_stored(pending: Pending, stored: tuple[str, str | None] | None) -> b
     if stored is None:
         return False
     name, email = stored
+    if pending.column == "phone":  # a number libphonenumber does not know, stored already
+        return True
     if pending.column == "name":
         return pending.value.strip() == name.strip()
     return email is not None and pending.value.strip().lower() == email.strip().lower()
@@ -163,6 +165,10 @@ def validate(sheet: Sheet, region: str, stored: StoredValues | None = None) -> C
             phone = phones.to_e164(cells["phone"], region)
         except ValueError as exc:
             refused.append(("phone", exc.args[0], None, ""))
+        if phone is not None and phone.note == phones.KEPT_AS_WRITTEN:
+            # Taken as written only when it is a number this clinic already has (another
+            # service stored it; our export wrote it out): a new one is a typo until shown not.
+            refused.append(("phone", phones.NOT_A_PHONE, None, phone.e164))
         email = cells.get("email", "").strip() or None
         if email is not None:
             try:

@@ -466,10 +466,21 @@ def test_a_stored_phone_libphonenumber_does_not_know_round_trips(client, clinic)
     assert_unchanged(before, after)
 
 
-def test_only_the_international_form_of_an_unknown_number_is_taken_as_written(client, clinic):
+def test_an_unknown_number_is_taken_as_written_only_when_the_clinic_has_it(client, clinic):
+    """A `+` number libphonenumber does not know round-trips when it is already stored (another
+    service wrote it, our export wrote it out); a new one is a typo, refused like any other."""
+    not_stored = "Nombre,Teléfono\nAna,+503 1234-5678\nBeto,+503 7765 432\nCarla,+999 1234567\n"
+    assert invalid_rows(post_csv(client, clinic, not_stored)) == [
+        {"line": line, "column": "phone", "reason": "not a valid phone number"}
+        for line in (2, 3, 4)
+    ]
+    assert clinic.patients() == []
+
+    clinic.add_patient("Ana", "+50312345678")
+    clinic.add_patient("Beto", "+50312345679")
     text = "Nombre,Teléfono\nAna,+503 1234-5678\nBeto,(+503) 1234 5679\n"
     body = imported(post_csv(client, clinic, text))
-    assert (body["created"], body["warning_count"]) == (2, 2)
+    assert (body["unchanged"], body["warning_count"]) == (2, 2)
     assert [p["phone"] for p in clinic.patients()] == ["+50312345678", "+50312345679"]
     # Without the +, a number the clinic's country does not have is still a typo; and a + with
     # anything but digits and spacing after it, or too few digits, is not taken either.
