@@ -110,16 +110,15 @@ def missing_columns(header: list[str], recognised: bool, missing: list[str]) -> 
 
     A file whose header line was left out has a patient in its first line: `Ana López,77654321,
     01234567-0` must not come back in the answer (a DUI in clear, a phone, a name). So only cells
-    that look like header names are repeated, and none at all when no cell is a known header and
-    some look like data (digits, an @): such a line is a row, and its name cell is a patient's
-    name. The rest are counted.
+    that look like header names are repeated, and none at all when no cell is a known header:
+    such a line may be a row (`Ana López,,Juan` holds no digit, and is still two patients' names).
+    The rest are counted.
     """
     cells = [cell.strip() for cell in header if cell.strip()]
-    data_like = any(re.search(r"[0-9@]", cell) for cell in cells)
-    if recognised or not data_like:
+    if recognised:
         shown = [cell for cell in cells if looks_like_header_name(cell)][:SHOWN_AT_MOST]
     else:
-        shown = []
+        shown = []  # no known header at all: maybe a row, whose names are patients' names
     hidden = len(cells) - len(shown)
     if not shown:
         reason = FOUND_NONE

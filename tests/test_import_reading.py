@@ -197,6 +197,13 @@ def test_a_file_without_its_header_line_is_refused_without_repeating_the_first_r
     assert clinic.patients() == []
 
 
+def test_a_headerless_first_row_of_names_only_is_not_repeated_either(client, clinic):
+    # No digit, no @ in it, and still two patients' names: nothing known, nothing repeated.
+    body = invalid_csv(post_csv(client, clinic, "Ana López,,Juan Pérez\nBeto,77654322,\n"))
+    assert body["details"]["found"] == [] and body["details"]["not_shown"] == 2
+    assert "Ana" not in str(body) and "Juan" not in str(body)
+
+
 def test_a_header_with_a_typo_lists_only_the_cells_that_look_like_header_names(client, clinic):
     text = "Nombre,Celualr,Tel 2,ana@example.com\nAna,77654321,,\n"
     body = invalid_csv(post_csv(client, clinic, text))
