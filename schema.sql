@@ -289,7 +289,11 @@ ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claim_token uuid;
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claimed_by text;
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS claim_count int NOT NULL DEFAULT 0;
--- Parked: claimed too often without being answered (the chatbot fails on it, or dies on it), so it
+-- Times a worker started answering it (still_claimed, right before sending): what parking judges.
+-- Not claim_count: a claim leases a whole batch, and the rows a worker never reached (it died on
+-- an older one, or a slow answer let their lease run out) were claimed but never tried.
+ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS attempts int NOT NULL DEFAULT 0;
+-- Parked: tried too often without being answered (the chatbot fails on it, or dies on it), so it
 -- is out of every claim and kept for an operator instead of blocking the clinic's queue.
 ALTER TABLE inbound_messages ADD COLUMN IF NOT EXISTS failed_at timestamptz DEFAULT NULL;
 CREATE INDEX IF NOT EXISTS inbound_messages_parked_idx

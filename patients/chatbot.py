@@ -2,14 +2,15 @@
 
 The protocol (queries/chatbot.sql):
 1. `claim()`, one statement: lock up to `limit` free messages FOR UPDATE SKIP LOCKED and, of those
-   only, delete the ones whose sender is by now a blocked patient, park the ones claimed
-   `max_claims` times already, and lease the rest to this worker.
+   only, delete the ones whose sender is by now a blocked patient, park the ones tried
+   `max_attempts` times already, and lease the rest to this worker.
 2. Compose the answer. Right before sending, `still_mine()`: the message is still this worker's and
-   its sender was not blocked meanwhile (it also renews the lease for the send).
+   its sender was not blocked meanwhile (it also renews the lease for the send, and counts the
+   attempt: a claim leases a whole batch, but only the message being answered is being tried).
 3. After sending, `complete()`: processed_at is set. A worker that dies before this never
    completes; its lease runs out and another worker claims the message again.
    If answering raises, `fail()`: the message comes back after `retry_seconds`, or is parked once it
-   has had `max_claims` claims, and the worker goes on with the rest: one message the chatbot
+   has had `max_attempts` attempts, and the worker goes on with the rest: one message the chatbot
    cannot answer never holds up a clinic's queue.
 `wait()` sleeps on LISTEN inbound_messages (the webhook's inserts notify with the clinic id), so a
 worker needs no tight polling; the timeout doubles as the sweep for run-out leases.
@@ -34,7 +35,7 @@ class Lease:
     worker: str
     limit: int = 10
     seconds: int = 60
-    max_claims: int = 5  # claims without an answer before a message is parked
+    max_attempts: int = 5  # attempts without an answer before a message is parked
     retry_seconds: int = 30  # how long a message the chatbot failed on waits before its next claim
 
 
@@ -55,7 +56,7 @@ def claim(conn: psycopg.Connection, clinic_id: str, lease: Lease) -> list[dict]:
             worker=lease.worker,
             limit=lease.limit,
             lease_seconds=lease.seconds,
-            max_claims=lease.max_claims,
+            max_attempts=lease.max_attempts,
         )
         claimed = [row for row in rows if row["id"] is not None]
         if claimed or not rows[0]["looked"]:
@@ -64,15 +65,18 @@ def claim(conn: psycopg.Connection, clinic_id: str, lease: Lease) -> list[dict]:
 
 
 def still_mine(conn: psycopg.Connection, message: dict, lease: Lease) -> bool:
-    return bool(
-        queries.still_claimed(
-            conn,
-            clinic_id=message["clinic_id"],
-            id=message["id"],
-            claim_token=message["claim_token"],
-            lease_seconds=lease.seconds,
-        )
+    """Call once per attempt, right before sending: True counts an attempt on this message."""
+    attempt = queries.still_claimed(
+        conn,
+        clinic_id=message["clinic_id"],
+        id=message["id"],
+        claim_token=message["claim_token"],
+        lease_seconds=lease.seconds,
     )
+    if attempt is None:
+        return False
+    message["attempts"] = attempt
+    return True
 
 
 def complete(conn: psycopg.Connection, message: dict) -> bool:
@@ -102,13 +106,13 @@ def release(conn: psycopg.Connection, message: dict) -> bool:
 
 def fail(conn: psycopg.Connection, message: dict, lease: Lease) -> bool | None:
     """The chatbot could not answer: back to the queue after a delay, or parked (True) after
-    `max_claims` claims; None when the message was no longer this worker's."""
+    `max_attempts` attempts; None when the message was no longer this worker's."""
     row = queries.fail_inbound_message(
         conn,
         clinic_id=message["clinic_id"],
         id=message["id"],
         claim_token=message["claim_token"],
-        max_claims=lease.max_claims,
+        max_attempts=lease.max_attempts,
         retry_seconds=lease.retry_seconds,
     )
     return None if row is None else row["parked"]
@@ -158,12 +162,12 @@ def failed(conn: psycopg.Connection, message: dict, lease: Lease, exc: Exception
         outcome, level = "tried again later", logging.WARNING
     log.log(
         level,
-        "chatbot failed on message %s of clinic %s (%s), claim %d of %d: %s",
+        "chatbot failed on message %s of clinic %s (%s), attempt %d of %d: %s",
         message["id"],
         message["clinic_id"],
         type(exc).__name__,
-        message["claim_count"],
-        lease.max_claims,
+        message["attempts"],
+        lease.max_attempts,
         outcome,
     )
 

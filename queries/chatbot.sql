@@ -29,8 +29,10 @@ SELECT c.id::text AS clinic_id
 -- - the block, checked again: a sender who is by now a blocked patient (blocked since the message
 --   arrived, or linked to one since: a number change, a user id seen beside a blocked phone) is
 --   never handed out; the message is deleted, as blocking would have;
--- - a message claimed `max_claims` times already and never answered (the chatbot fails on it, or
---   dies on it and its lease runs out) is parked (failed_at), out of every claim, for an operator;
+-- - a message tried `max_attempts` times already and never answered (the chatbot fails on it, or
+--   dies on it and its lease runs out) is parked (failed_at), out of every claim, for an operator.
+--   Attempts, not claims: every row of a batch is claimed, but only the ones a worker reached
+--   (still_claimed) were tried, so the messages behind one that kills its worker are not parked;
 -- - the others are leased, and the patient the sender resolves to now is filled in when the
 --   message had none (a user id linked after it arrived).
 -- One row always: `looked` is how many rows were taken; the claimed messages' columns are null
@@ -39,7 +41,7 @@ WITH picked AS (
     SELECT m.clinic_id, m.id,
            whatsapp_sender_blocked(m.clinic_id, m.sender_phone, m.sender_user_id, m.patient_id)
                AS blocked,
-           m.claim_count >= %(max_claims)s AS spent,
+           m.attempts >= %(max_attempts)s AS spent,
            (SELECT s.patient_id
               FROM whatsapp_sender_patients(m.clinic_id, m.sender_phone, m.sender_user_id) s
              ORDER BY s.rank, s.patient_id
@@ -76,7 +78,7 @@ SELECT (SELECT count(*) FROM picked) AS looked,
        m.clinic_id::text AS clinic_id, m.id, m.message_id, m.sender_phone, m.sender_user_id,
        m.sender_name, m.sender_username, m.patient_id::text AS patient_id, m.message_type,
        m.body, m.payload, m.sent_at, m.received_at, m.claim_token::text AS claim_token,
-       m.claimed_until, m.claim_count
+       m.claimed_until, m.claim_count, m.attempts
   FROM (SELECT 1) one
   LEFT JOIN claimed m ON true;
 
@@ -99,29 +101,32 @@ UPDATE inbound_messages
 
 -- name: fail_inbound_message :one
 -- The chatbot could not answer: the message goes back to the queue after `retry_seconds` (so a
--- failing send is not retried in a tight loop, and the rest of the queue goes first), or, claimed
--- `max_claims` times already, it is parked (failed_at) for an operator. No row: not this worker's
--- any more (blocked, taken over).
+-- failing send is not retried in a tight loop, and the rest of the queue goes first), or, tried
+-- `max_attempts` times already (this attempt included: still_claimed counted it), it is parked
+-- (failed_at) for an operator. No row: not this worker's any more (blocked, taken over).
 UPDATE inbound_messages
    SET claim_token = NULL, claimed_by = NULL,
-       claimed_until = CASE WHEN claim_count < %(max_claims)s
+       claimed_until = CASE WHEN attempts < %(max_attempts)s
                             THEN now() + make_interval(secs => %(retry_seconds)s) END,
-       failed_at = CASE WHEN claim_count >= %(max_claims)s THEN now() END
+       failed_at = CASE WHEN attempts >= %(max_attempts)s THEN now() END
  WHERE clinic_id = %(clinic_id)s AND id = %(id)s
    AND claim_token = %(claim_token)s::uuid
    AND processed_at IS NULL
-RETURNING failed_at IS NOT NULL AS parked, claim_count;
+RETURNING failed_at IS NOT NULL AS parked, attempts;
 
 -- name: still_claimed :scalar
 -- Right before sending: is the message still this worker's, unanswered, and its sender not blocked
--- meanwhile? Extends the lease so the send that follows has a full lease to finish in.
+-- meanwhile? Extends the lease so the send that follows has a full lease to finish in, and counts
+-- the attempt (for this message only): from here on the chatbot is answering it, and a worker that
+-- dies now died on this one. Returns the attempt's number; no row: do not send.
 UPDATE inbound_messages m
-   SET claimed_until = now() + make_interval(secs => %(lease_seconds)s)
+   SET claimed_until = now() + make_interval(secs => %(lease_seconds)s),
+       attempts = m.attempts + 1
  WHERE m.clinic_id = %(clinic_id)s AND m.id = %(id)s
    AND m.claim_token = %(claim_token)s::uuid
    AND m.processed_at IS NULL
    AND NOT whatsapp_sender_blocked(m.clinic_id, m.sender_phone, m.sender_user_id, m.patient_id)
-RETURNING true;
+RETURNING m.attempts;
 
 -- name: recent_failed_statuses :many
 -- What became of the chatbot's recent sends that failed (e.g. 131047: the 24-hour window closed,

@@ -130,7 +130,7 @@ def test_a_released_message_is_claimable_at_once(sql, clinic, worker_conn):
 
 def parked(sql, clinic) -> list[dict]:
     return sql.execute(
-        "SELECT id, claim_count, processed_at, claimed_until FROM inbound_messages "
+        "SELECT id, claim_count, attempts, processed_at, claimed_until FROM inbound_messages "
         "WHERE clinic_id = %s AND failed_at IS NOT NULL ORDER BY id",
         (clinic.id,),
     ).fetchall()
@@ -147,12 +147,12 @@ def test_a_message_the_chatbot_cannot_answer_is_parked_and_the_queue_goes_on(
             raise RuntimeError(f"cannot answer {message['body']!r} from {message['sender_phone']}")
         answered.append(message["body"])
 
-    lease = chatbot.Lease("a", max_claims=3, retry_seconds=0)
+    lease = chatbot.Lease("a", max_attempts=3, retry_seconds=0)
     with caplog.at_level("WARNING", logger="patients.chatbot"):
         assert chatbot.run(worker_conn(), lease, answer, once=True, clinic_id=clinic.id) == 2
     assert answered == ["Hola 2", "Hola 3"]
     (row,) = parked(sql, clinic)
-    assert row["id"] == ids[0] and row["claim_count"] == 3
+    assert row["id"] == ids[0] and row["attempts"] == 3 and row["claim_count"] == 3
     assert row["processed_at"] is None and row["claimed_until"] is None
     # Out of every claim, and no clinic to sweep: it waits for an operator.
     assert chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("b")) == []
@@ -184,34 +184,82 @@ def test_a_failed_message_waits_before_it_is_tried_again(sql, clinic, worker_con
     assert chatbot.claim(conn, clinic.id, lease) == []
 
 
-def test_a_message_claimed_too_often_is_parked_at_claim_time(sql, clinic, worker_conn):
-    """Workers that die while answering it (it crashes them) never release it: its claims add up."""
+def test_a_message_tried_too_often_is_parked_at_claim_time(sql, clinic, worker_conn):
+    """Workers that die while answering it (it crashes them) never fail it: its attempts add up."""
     ids = fill(sql, clinic, 2)
     sql.execute(
-        "UPDATE inbound_messages SET claim_count = 5 WHERE clinic_id = %s AND id = %s",
+        "UPDATE inbound_messages SET attempts = 5 WHERE clinic_id = %s AND id = %s",
         (clinic.id, ids[0]),
     )
-    claimed = chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a", limit=1, max_claims=5))
+    claimed = chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a", limit=1, max_attempts=5))
     assert [m["id"] for m in claimed] == [ids[1]]  # the claim went on past the parked one
     assert [r["id"] for r in parked(sql, clinic)] == [ids[0]]
+
+
+def test_a_message_that_crashes_its_worker_parks_alone_not_its_batch(sql, clinic, worker_conn):
+    """The oldest message kills the worker as soon as it starts answering it, five times over.
+    Each claim leased the whole batch of 10, but only the poison message was ever tried: only it
+    is parked, and the 9 behind it are claimed again (claims count, attempts decide)."""
+    ids = fill(sql, clinic, 10)
+    lease = chatbot.Lease("doomed", limit=10, max_attempts=5)
+    for _ in range(5):
+        conn = worker_conn()
+        batch = chatbot.claim(conn, clinic.id, lease)
+        assert [m["id"] for m in batch] == ids
+        assert chatbot.still_mine(conn, batch[0], lease) is True  # then it dies answering it
+        conn.close()
+        # Its leases run out (as 60 s would): moved into the past rather than slept through.
+        sql.execute(
+            "UPDATE inbound_messages SET claimed_until = now() - interval '1 second' "
+            "WHERE clinic_id = %s AND claimed_until IS NOT NULL",
+            (clinic.id,),
+        )
+    survivor = worker_conn()
+    back = chatbot.claim(survivor, clinic.id, chatbot.Lease("survivor", limit=10, max_attempts=5))
+    assert [m["id"] for m in back] == ids[1:]
+    assert [(m["attempts"], m["claim_count"]) for m in back] == [(0, 6)] * 9
+    assert [(r["id"], r["attempts"], r["claim_count"]) for r in parked(sql, clinic)] == [
+        (ids[0], 5, 5)
+    ]
+
+
+def test_only_the_message_being_answered_counts_an_attempt(sql, clinic, worker_conn):
+    """A slow answer lets the rest of the batch's leases run out: another worker takes them over,
+    and the first worker's late check neither sends nor counts an attempt."""
+    ids = fill(sql, clinic, 2)
+    slow, other = worker_conn(), worker_conn()
+    lease = chatbot.Lease("slow", limit=2)
+    first, second = chatbot.claim(slow, clinic.id, lease)
+    assert chatbot.still_mine(slow, first, lease) is True and first["attempts"] == 1
+    sql.execute(
+        "UPDATE inbound_messages SET claimed_until = now() - interval '1 second' "
+        "WHERE clinic_id = %s AND id = %s",
+        (clinic.id, ids[1]),
+    )
+    (taken,) = chatbot.claim(other, clinic.id, chatbot.Lease("other"))
+    assert taken["id"] == ids[1] and taken["claim_count"] == 2
+    assert chatbot.still_mine(slow, second, lease) is False  # taken over: do not send
+    assert chatbot.still_mine(other, taken, lease) is True
+    rows = {r["id"]: r for r in queued(sql, clinic)}
+    assert [(rows[i]["attempts"], rows[i]["claim_count"]) for i in ids] == [(1, 1), (1, 2)]
 
 
 def test_a_parked_message_comes_back_when_an_operator_clears_it(sql, clinic, worker_conn):
     """The README's retry, as written there."""
     (message_id,) = fill(sql, clinic, 1)
     sql.execute(
-        "UPDATE inbound_messages SET failed_at = now(), claim_count = 5 "
+        "UPDATE inbound_messages SET failed_at = now(), claim_count = 5, attempts = 5 "
         "WHERE clinic_id = %s AND id = %s",
         (clinic.id, message_id),
     )
     assert chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a")) == []
     sql.execute(
-        "UPDATE inbound_messages SET failed_at = NULL, claim_count = 0 "
+        "UPDATE inbound_messages SET failed_at = NULL, attempts = 0, claim_count = 0 "
         "WHERE clinic_id = %s AND id = %s AND failed_at IS NOT NULL",
         (clinic.id, message_id),
     )
     (again,) = chatbot.claim(worker_conn(), clinic.id, chatbot.Lease("a"))
-    assert again["id"] == message_id and again["claim_count"] == 1
+    assert again["id"] == message_id and again["attempts"] == 0 and again["claim_count"] == 1
 
 
 def test_a_claim_checks_the_block_of_the_messages_it_takes_only(sql, clinic, worker_conn):
