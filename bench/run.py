@@ -23,7 +23,6 @@ from urllib.parse import urlencode
 from psycopg_pool import ConnectionPool
 
 from bench import HERE, bench_queries, dataset, load, report
-from bench.proxy import Nginx
 from bench.report import Row, latency_text, ms
 from bench.service import JWT_SECRET, Gunicorn, LiveServer
 from patients import search
@@ -31,6 +30,7 @@ from patients.db import make_pool
 from patients.ops import demo_data
 from patients.ops.cli import mint_token
 from patients.repository import queries
+from tests.nginx_proxy import NginxProxy, nginx_binary
 
 RARE = dataset.RARE_SURNAME.lower().replace("ó", "o")  # typed without the accent, as people do
 COMMON = "mar"
@@ -516,7 +516,7 @@ class Bench:
     def worker_models(self, env: dict) -> None:
         """sync against gthread behind nginx: one client's latency, 16 clients' throughput and
         p99, and the same while a slow client downloads the big clinic's export."""
-        if not Nginx.available():
+        if nginx_binary() is None:
             self.rows.append(Row("workers", "worker model", "not measured: nginx is not installed"))
             return
         cores = os.cpu_count() or 2
@@ -542,8 +542,8 @@ class Bench:
                 threads=threads,
                 log_path=self.log,
             )
-            with server, Nginx(server.port) as proxy:
-                self.proxy_config = proxy.which
+            with server, NginxProxy(server.port) as proxy:
+                self.proxy_config = "deploy/nginx.conf"
                 health = load.HttpClient(proxy.port, "")
                 quiet = load.latency(load.http_call(health, "/healthz"), self.n(200), 20, kind)
                 searcher = load.HttpClient(proxy.port, self.token(big))
