@@ -81,27 +81,19 @@ def still_mine(conn: psycopg.Connection, message: dict, lease: Lease) -> bool:
 
 def complete(conn: psycopg.Connection, message: dict) -> bool:
     """Mark the message answered; False when it was no longer this worker's (blocked, taken over)."""
-    return (
-        queries.complete_inbound_message(
-            conn,
-            clinic_id=message["clinic_id"],
-            id=message["id"],
-            claim_token=message["claim_token"],
-        )
-        == 1
-    )
+    return by_its_claim(queries.complete_inbound_message, conn, message)
 
 
 def release(conn: psycopg.Connection, message: dict) -> bool:
-    return (
-        queries.release_inbound_message(
-            conn,
-            clinic_id=message["clinic_id"],
-            id=message["id"],
-            claim_token=message["claim_token"],
-        )
-        == 1
+    return by_its_claim(queries.release_inbound_message, conn, message)
+
+
+def by_its_claim(query, conn: psycopg.Connection, message: dict) -> bool:
+    """Run `query` on the message only while this worker's claim on it stands."""
+    changed = query(
+        conn, clinic_id=message["clinic_id"], id=message["id"], claim_token=message["claim_token"]
     )
+    return changed == 1
 
 
 def fail(conn: psycopg.Connection, message: dict, lease: Lease) -> bool | None:

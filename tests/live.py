@@ -99,14 +99,7 @@ class LiveServer:
             return False
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process(self.process, timeout=25)
 
     def __enter__(self) -> "LiveServer":
         return self.start()
@@ -154,6 +147,18 @@ class LiveServer:
     def json(self, method, path, body=None, headers=None, timeout=10.0):
         status, heads, raw = self.request(method, path, body, headers, timeout)
         return status, heads, json.loads(raw) if raw else None
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL to its whole process group if it has not gone within `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 def status_kb(pid: int, field: str) -> int:

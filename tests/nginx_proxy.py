@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import free_port
+from tests.live import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "nginx.conf"
@@ -146,14 +145,8 @@ class NginxProxy:
         raise RuntimeError(f"nginx did not start listening:\n{self.error_log()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            # SIGQUIT: graceful (finish what is in flight); SIGTERM: fast. Tests need fast.
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        # SIGTERM is nginx's fast shutdown (SIGQUIT its graceful one); tests need fast.
+        stop_process(self.process, timeout=10)
 
     def __enter__(self) -> "NginxProxy":
         return self.start()
