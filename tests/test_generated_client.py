@@ -169,7 +169,10 @@ def parsed(response, status: int, model):
     return body
 
 
-def error(api, response, status: int, model: str, code: str, details=type(None)):
+NOTHING = type(None)
+
+
+def error(api, response, status: int, model: str, code: str, details=NOTHING):
     """An error parsed into its model: the code, a message, details of the described shape."""
     body = parsed(response, status, getattr(api.models, model))
     assert str(getattr(body.code, "value", body.code)) == code

@@ -1,6 +1,7 @@
 """The OpenAPI description is true: every route is described, nothing else is, it is valid 3.1,
 and the docs page built from it renders in a real browser."""
 
+import copy
 import os
 import re
 
@@ -8,6 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from tests.chromium import Chromium
+from tests.helpers import post_csv
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 CHROMIUM = "/usr/bin/chromium"
@@ -165,3 +167,169 @@ def test_docs_page_renders_in_chromium(live_server, spec, path):
         assert errors == []
         shot = browser.screenshot()
     assert shot.startswith(b"\x89PNG") and len(shot) > 20_000  # a drawn page, not a blank one
+
+
+# -- examples, headers and parameters ----------------------------------------------------------
+
+
+def resolved(spec, item: dict) -> dict:
+    while "$ref" in item:
+        kind, name = item["$ref"].split("/")[-2:]
+        item = spec["components"][kind][name]
+    return item
+
+
+def media_examples(media: dict) -> list:
+    found = [e["value"] for e in media.get("examples", {}).values()]
+    return found + ([media["example"]] if "example" in media else [])
+
+
+def example_problems(spec) -> list[str]:
+    """Every example in the description checked against the schema it illustrates (formats
+    included: a uuid, a date-time); one line per invalid example."""
+    from jsonschema import Draft202012Validator
+
+    def check(where: str, schema: dict, value) -> list[str]:
+        validator = Draft202012Validator(
+            {**schema, "components": spec["components"]},
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        return [f"{where}: {e.message}" for e in validator.iter_errors(value)]
+
+    problems = []
+    for method, path, operation in operations(spec):
+        where = f"{method.upper()} {path}"
+        for parameter in map(lambda p: resolved(spec, p), operation.get("parameters", [])):
+            for value in media_examples(parameter):
+                problems += check(f"{where} {parameter['name']}", parameter["schema"], value)
+        for media_type, media in operation.get("requestBody", {}).get("content", {}).items():
+            for value in media_examples(media):
+                problems += check(f"{where} body {media_type}", media["schema"], value)
+        for code, response in operation["responses"].items():
+            response = resolved(spec, response)
+            for media_type, media in response.get("content", {}).items():
+                for value in media_examples(media):
+                    problems += check(f"{where} {code} {media_type}", media["schema"], value)
+            for name, header in response.get("headers", {}).items():
+                header = resolved(spec, header)
+                for value in media_examples(header):
+                    problems += check(f"{where} {code} {name}", header["schema"], value)
+    return problems
+
+
+def test_every_example_is_valid_against_its_schema(spec):
+    assert example_problems(spec) == []
+
+
+def test_an_invalid_example_is_caught(spec):
+    broken = copy.deepcopy(spec)
+    media = broken["paths"]["/api/patients"]["get"]["responses"]["200"]["content"]
+    media["application/json"]["examples"]["search"]["value"]["patients"][0]["id"] = "not-an-id"
+    broken["components"]["parameters"]["Page"]["example"] = 0
+    assert example_problems(broken) == [
+        "GET /api/audit page: 0 is less than the minimum of 1",
+        "GET /api/patients page: 0 is less than the minimum of 1",
+        "GET /api/patients 200 application/json: 'not-an-id' is not a 'uuid'",
+    ]
+
+
+def test_every_operation_has_request_and_response_examples(spec):
+    """They feed the docs page's "Try it out" and schemathesis' examples phase. Every parameter,
+    every request body and every response body has one (a PNG icon excepted)."""
+    for method, path, operation in operations(spec):
+        for parameter in map(lambda p: resolved(spec, p), operation.get("parameters", [])):
+            assert media_examples(parameter), (method, path, parameter["name"])
+        for media_type, media in operation.get("requestBody", {}).get("content", {}).items():
+            assert media_examples(media), (method, path, media_type)
+        for code, response in operation["responses"].items():
+            for media_type, media in resolved(spec, response).get("content", {}).items():
+                if media_type != "image/png":
+                    assert media_examples(media), (method, path, code, media_type)
+
+
+def test_every_response_describes_its_headers(spec):
+    for method, path, operation in operations(spec):
+        for code, response in operation["responses"].items():
+            headers = resolved(spec, response).get("headers", {})
+            assert headers.get("X-Request-ID") == {"$ref": "#/components/headers/XRequestID"}, (
+                method,
+                path,
+                code,
+            )
+            if code == "503":
+                assert "Retry-After" in headers, (method, path)
+    assert spec["components"]["headers"]["XRequestID"]["required"] is True
+
+
+def test_error_details_are_described_per_error(spec):
+    schemas = spec["components"]["schemas"]
+    union = [
+        d.get("$ref", d.get("type")) for d in schemas["Error"]["properties"]["details"]["oneOf"]
+    ]
+    assert union == [
+        "#/components/schemas/ValidationDetail",
+        "#/components/schemas/RowProblems",
+        "#/components/schemas/MissingColumns",
+        "#/components/schemas/DuplicateColumns",
+        "#/components/schemas/UnreadableLine",
+        "null",
+    ]
+    for name, code in (
+        ("UnauthorizedError", "UNAUTHORIZED"),
+        ("ForbiddenError", "FORBIDDEN"),
+        ("PlanRequiredError", "PLAN_UPGRADE_REQUIRED"),
+        ("NotFoundError", "NOT_FOUND"),
+        ("TooLargeError", "FILE_TOO_LARGE"),
+        ("UnavailableError", "SERVICE_UNAVAILABLE"),
+        ("InternalError", "INTERNAL_ERROR"),
+    ):
+        assert schemas[name]["properties"]["code"] == {"type": "string", "const": code}
+        assert schemas[name]["properties"]["details"] == {"type": "null"}
+        assert code in schemas["Error"]["properties"]["code"]["enum"]
+
+
+def query_parameters(spec, name: str):
+    """(path, schema) of every GET/POST operation with the query parameter `name`."""
+    for method, path, operation in operations(spec):
+        for parameter in map(lambda p: resolved(spec, p), operation.get("parameters", [])):
+            if parameter["name"] == name and parameter["in"] == "query":
+                yield method, path, parameter["schema"]
+
+
+def call(client, clinic, method: str, path: str, query: str):
+    if method == "post":  # the import: a one-patient file, checked only
+        return post_csv(client, clinic, "Nombre,Telefono\nAna,7765-4321\n", query=f"?{query}")
+    return client.get(f"{path}?{query}", headers=clinic.headers("admin"))
+
+
+@pytest.mark.parametrize("name", ["page", "limit"])
+def test_integer_bounds_are_the_codes(spec, client, clinic, name):
+    """The description's minimum and maximum are exactly what the code takes: both bounds answer
+    200, one past either is 400 naming the parameter."""
+    described = list(query_parameters(spec, name))
+    assert {path for _, path, _ in described} == {"/api/patients", "/api/audit"}
+    for method, path, schema in described:
+        low, high = schema["minimum"], schema["maximum"]
+        for value in (low, high):
+            assert call(client, clinic, method, path, f"{name}={value}").status_code == 200
+        for value in (low - 1, high + 1):
+            response = call(client, clinic, method, path, f"{name}={value}")
+            assert response.status_code == 400, (path, value)
+            assert response.json["details"]["field"] == name
+
+
+@pytest.mark.parametrize("name", ["blocked", "dry_run"])
+def test_booleans_are_the_codes(spec, client, clinic, name):
+    """Described as booleans (what a generated client sends: `true`/`false`); the code takes
+    those in any letter case (Python's requests sends `True`), as the descriptions say, and
+    nothing else."""
+    described = list(query_parameters(spec, name))
+    assert described
+    for method, path, schema in described:
+        assert schema == {"type": "boolean"}
+        for value in ("true", "false", "True", "FALSE"):
+            assert call(client, clinic, method, path, f"{name}={value}").status_code == 200
+        for value in ("1", "0", "yes", "no", "", "t"):
+            response = call(client, clinic, method, path, f"{name}={value}")
+            assert response.status_code == 400, (path, value)
+            assert response.json["details"] == {"field": name, "reason": "must be true or false"}
