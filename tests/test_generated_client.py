@@ -30,6 +30,8 @@ import pytest
 from tests.conftest import Clinic
 from tests.live import LiveServer, report
 
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CONFIG = HERE / "openapi-python-client.yaml"
