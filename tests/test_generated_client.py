@@ -656,6 +656,29 @@ def test_webhooks(api, make_client, sql, clinic):
     )
 
 
+def test_every_operation_was_called(sent, server):
+    """Runs after the calls above: each operation of the served description was called through
+    the generated client (a request is the operation whose literal path it has, else the one
+    whose template it matches)."""
+    spec = httpx.get(f"{server.url}/api/openapi.json").json()
+    operations = {
+        (method.upper(), path): op["operationId"]
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+    }
+    called = set()
+    for method, path, _, _ in sent.sent:
+        if (method, path) in operations:
+            called.add(operations[method, path])
+            continue
+        for (m, template), operation_id in operations.items():
+            if m == method and re.fullmatch(re.sub(r"{\w+}", "[^/]+", template), path):
+                called.add(operation_id)
+                break
+    assert called == set(operations.values())
+    assert len(called) == 14
+
+
 # -- every README example was made through the client ------------------------------------------
 
 

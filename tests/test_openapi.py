@@ -333,3 +333,25 @@ def test_booleans_are_the_codes(spec, client, clinic, name):
             response = call(client, clinic, method, path, f"{name}={value}")
             assert response.status_code == 400, (path, value)
             assert response.json["details"] == {"field": name, "reason": "must be true or false"}
+
+
+def test_operation_ids_are_kept(spec):
+    """Generated clients name their functions and types after them: none may be renamed."""
+    ids = [operation["operationId"] for _, _, operation in operations(spec)]
+    assert len(ids) == len(set(ids))
+    assert set(ids) >= {
+        "listPatients",
+        "getPatient",
+        "blockPatient",
+        "exportPatients",
+        "importPatients",
+        "importTemplate",
+        "listAudit",
+        "health",
+        "openapi",
+        "docsPage",
+        "docsPageSlash",
+        "docsAsset",
+        "whatsappHandshake",
+        "whatsappInbound",
+    }
