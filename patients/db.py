@@ -23,6 +23,8 @@ from patients.repository import queries
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
+# What Citus needs on top of schema.sql (README "Distributing on Citus").
+CITUS_SCHEMA = SCHEMA.parent / "deploy" / "citus.sql"
 
 # A connection handed out again within this long of its last checkout is trusted without a round
 # trip (see check_on_checkout); one idle longer is asked, in case it was dropped without a word.
@@ -134,7 +136,22 @@ def connection():
 def apply_schema(conn: psycopg.Connection) -> None:
     # One lock so two processes applying the schema at once (workers, CI) take turns.
     queries.lock_schema(conn)
-    conn.execute(SCHEMA.read_text())
+    if not conn.execute(queries.citus_installed.sql).fetchone()[0]:
+        conn.execute(SCHEMA.read_text())
+        return
+    # On Citus, deploy/citus.sql always follows, in the same transaction: it distributes what is
+    # not distributed yet and puts back its versions of the functions schema.sql replaced. Each
+    # file runs inside one DO block: Citus sends some DDL on a distributed table (CREATE INDEX,
+    # CREATE TRIGGER, some ALTER TABLE) on to the shards as the text of the client's whole
+    # statement, here a whole file, which the workers refuse; from a DO block each statement
+    # reaches it alone. Only the files' own text goes in: nothing else is spliced into the SQL.
+    for path in (SCHEMA, CITUS_SCHEMA):
+        conn.execute(as_one_block(path))
+
+
+def as_one_block(path: Path) -> str:
+    """A file of statements as one DO block, each statement run on its own (for Citus)."""
+    return f"DO $apply_schema$ BEGIN\n{path.read_text()}\nEND $apply_schema$"
 
 
 def cannot_connect(url: str, exc: BaseException) -> str:
