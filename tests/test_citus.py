@@ -51,6 +51,11 @@ def test_every_sql_function_reading_tenant_rows_is_rewritten_for_citus(sql):
         " WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'sql'"
     ).fetchall()
     reading = {f["signature"] for f in functions if READS_A_TENANT_TABLE.search(f["prosrc"])}
+    citus = sql.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+    if citus.fetchone()["exists"]:
+        # A Citus database (TEST_DATABASE_URL): deploy/citus.sql has rewritten every one.
+        assert reading == set()
+        return
     assert reading == {
         "matching_patients(uuid,boolean,text,text)",
         "whatsapp_sender_patients(uuid,text,text)",
