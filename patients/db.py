@@ -14,7 +14,7 @@ import click
 import psycopg
 from flask import Flask, current_app, g
 from flask.cli import with_appcontext
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from patients.config import POOL_MAX_SIZE, POOL_TIMEOUT
@@ -136,7 +136,8 @@ def connection():
 def apply_schema(conn: psycopg.Connection) -> None:
     # One lock so two processes applying the schema at once (workers, CI) take turns.
     queries.lock_schema(conn)
-    if not conn.execute(queries.citus_installed.sql).fetchone()[0]:
+    citus = conn.cursor(row_factory=tuple_row).execute(queries.citus_installed.sql).fetchone()
+    if not citus[0]:
         conn.execute(SCHEMA.read_text())
         return
     # On Citus, deploy/citus.sql always follows, in the same transaction: it distributes what is

@@ -3,6 +3,6 @@
 SELECT pg_advisory_xact_lock(4242);
 
 -- name: citus_installed :sql
--- Whether this database is a Citus one (deploy/citus.sql then follows schema.sql). Read as a
--- plain statement: the schema's connection may return tuples or dicts.
+-- Whether this database is a Citus one (deploy/citus.sql then follows schema.sql). Read through a
+-- cursor of its own: the callers' connections return tuples or dicts.
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
