@@ -52,6 +52,8 @@ HEADERS = {
     "growth": ("ours (the service over HTTP)", "plain PostgreSQL, same work", "ratio"),
     "bare": ("ours (the service over HTTP)", "the bare Flask app, same SQL", "ratio"),
     "workers": ("latency, 1 client", "16 clients", "16 clients with a slow export download"),
+    "scale": ("ours (the service over HTTP)", "plain PostgreSQL, same work", "ratio"),
+    "scale-size": ("table", "indexes (each index)", "in all"),
 }
 
 
@@ -175,6 +177,7 @@ def write(
         "",
         *table(rows, "growth", previous),
         "",
+        *scale_section(rows, context, previous),
     ]
     if notes:
         lines += ["## Reading the figures", "", *notes, ""]
@@ -204,12 +207,43 @@ def write(
     )
 
 
+def scale_section(rows: list[Row], context: dict, previous: dict | None) -> list[str]:
+    grown = context.get("scale")
+    if not grown:
+        return []
+    steps = " → ".join(f"{n:,}" for n in grown["steps"])
+    return [
+        "## One clinic as the others grow",
+        "",
+        f"A database of its own, grown in steps ({steps} patients in the whole table, "
+        f"{grown['clinics']:,} clinics of {grown['clinic']:,} patients at the end): the measured "
+        f"clinic's {grown['clinic']:,} patients were registered first, then other clinics' patients "
+        "were added (set-based SQL; the secondary indexes dropped and built again by schema.sql, "
+        "then VACUUM ANALYZE). At each size the clinic's searches, the service over HTTP against "
+        "plain PostgreSQL running the same named query with the same indexes; then each search's "
+        "p50 at the largest size over its p50 at the smallest (target: flat within 1.5×).",
+        "",
+        *table(rows, "scale", previous),
+        "",
+        "### What one PostgreSQL holds",
+        "",
+        "The patients table at each size: `pg_table_size` (heap, TOAST, free space map) and "
+        "`pg_indexes_size`, per patient, with each index's bytes per patient "
+        "(`pg_relation_size`), and how long schema.sql took to build the secondary indexes.",
+        "",
+        *table(rows, "scale-size", previous),
+        "",
+    ]
+
+
 def print_table(rows: list[Row]) -> None:
     for section, title in (
         ("main", "Figures"),
         ("bare", "Against the bare Flask app"),
         ("workers", "Worker model"),
         ("growth", "Growth"),
+        ("scale", "One clinic as the others grow"),
+        ("scale-size", "What one PostgreSQL holds"),
     ):
         print(f"\n{title}")
         for line in table(rows, section):
