@@ -108,9 +108,40 @@ def test_quick_bench_measures_every_figure(app):
                 assert row["values"].get("missing"), row
 
         assert len([row for row in growth if row["what"].startswith("search")]) == 8
+
+        # One clinic as the others grow: four searches at each of the three sizes, each measured
+        # on both sides, and one growth ratio per search.
+        scale = [row for row in report["rows"] if row["section"] == "scale"]
+        measured = [row for row in scale if "total" in row["values"]]
+        assert [(row["values"]["total"], row["values"]["kind"]) for row in measured] == [
+            (total, kind)
+            for total in (1_000, 3_000, 6_000)
+            for kind in ("common surname", "rare name", "phone fragment", "short term")
+        ]
+        for row in measured:
+            assert row["values"]["ours_p50"] > 0 and row["values"]["plain_p50"] > 0, row["what"]
+            if row["values"]["kind"] != "short term":
+                assert row["values"]["matches"] > 0, row["what"]
+            if row["values"]["kind"] == "rare name":
+                assert row["values"]["matches"] >= 5, row["what"]  # the five planted
+        flat = [row for row in scale if "ours_growth" in row["values"]]
+        assert len(flat) == 4
+        for row in flat:
+            assert row["values"]["ours_growth"] > 0 and row["values"]["plain_growth"] > 0
+        sizes = [row for row in report["rows"] if row["section"] == "scale-size"]
+        assert [row["values"]["patients"] for row in sizes] == [1_000, 3_000, 6_000]
+        for row in sizes:
+            assert row["values"]["table_bytes"] > 0 and row["values"]["index_bytes"] > 0
+            assert {"patients_clinic_search_name_trgm", "patients_clinic_phone_trgm"} <= set(
+                row["values"]["by_index"]
+            )
+        assert report["context"]["scale"]["steps"] == [1_000, 3_000, 6_000]
+
         markdown = out.read_text()
         assert "| search, rare name" in markdown
-        assert markdown.count("\n### ") == 4  # a query plan per search and the far page
+        assert "## One clinic as the others grow" in markdown
+        # a query plan per search and the far page, and what one PostgreSQL holds
+        assert markdown.count("\n### ") == 5
         assert "Index" in markdown or "Seq Scan" in markdown
     finally:
         Cluster(root / "quick" / "pg").destroy()

@@ -1,6 +1,7 @@
 """schema.sql applies again and again; rows with only the contract's columns insert."""
 
 import psycopg
+import pytest
 
 from patients.db import apply_schema
 
@@ -78,3 +79,64 @@ def test_phone_unique_per_clinic_and_tenant_keys(sql):
     assert keys
     for key in keys:
         assert "clinic_id" in key["def"], key
+
+
+CLINIC_FIRST = {
+    "patients_clinic_search_name_trgm": "(clinic_id, search_name gin_trgm_ops)",
+    "patients_clinic_phone_trgm": "(clinic_id, phone gin_trgm_ops)",
+}
+
+
+def patient_indexes(conn) -> dict:
+    """name -> whether it is valid, for the patients table's indexes."""
+    rows = conn.execute(
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+        "WHERE indrelid = 'patients'::regclass"
+    ).fetchall()
+    return dict(rows)
+
+
+def test_a_database_with_the_global_trigram_indexes_gets_the_clinic_first_ones(database_url):
+    """A database made before the clinic-first indexes: applying the schema builds them and
+    drops the global ones, which no query reads any more and every write would still pay for."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX patients_clinic_search_name_trgm, patients_clinic_phone_trgm")
+        conn.execute(
+            "CREATE INDEX patients_search_name_trgm ON patients USING gin (search_name gin_trgm_ops)"
+        )
+        conn.execute("CREATE INDEX patients_phone_trgm ON patients USING gin (phone gin_trgm_ops)")
+        apply_schema(conn)
+        indexes = patient_indexes(conn)
+        assert {name: indexes.get(name) for name in CLINIC_FIRST} == dict.fromkeys(
+            CLINIC_FIRST, True
+        )
+        assert "patients_search_name_trgm" not in indexes
+        assert "patients_phone_trgm" not in indexes
+        for name, columns in CLINIC_FIRST.items():
+            definition = conn.execute("SELECT pg_get_indexdef(%s::regclass)", (name,)).fetchone()
+            assert definition[0].endswith(f"USING gin {columns}"), definition
+
+
+def test_an_index_a_failed_concurrent_build_left_invalid_is_built_again(database_url):
+    """CREATE INDEX CONCURRENTLY that fails (here: it cannot wait out a writer within its
+    lock_timeout) leaves an INVALID index behind, which CREATE INDEX IF NOT EXISTS would skip:
+    applying the schema drops it and builds it again."""
+    with (
+        psycopg.connect(database_url) as writer,
+        psycopg.connect(database_url, autocommit=True) as conn,
+    ):
+        conn.execute("DROP INDEX patients_clinic_phone_trgm")
+        writer.execute("LOCK TABLE patients IN ROW EXCLUSIVE MODE")  # a write in progress
+        conn.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            conn.execute(
+                "CREATE INDEX CONCURRENTLY patients_clinic_phone_trgm "
+                "ON patients USING gin (clinic_id, phone gin_trgm_ops)"
+            )
+        writer.rollback()
+        conn.execute("RESET lock_timeout")
+        assert patient_indexes(conn)["patients_clinic_phone_trgm"] is False
+        apply_schema(conn)
+        assert patient_indexes(conn)["patients_clinic_phone_trgm"] is True
+        apply_schema(conn)  # and again: nothing left to do
+        assert patient_indexes(conn)["patients_clinic_phone_trgm"] is True
