@@ -54,7 +54,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# PostgreSQL 15 server and contrib (pg_trgm, unaccent) from Debian, installed only where missing:
+# PostgreSQL 15 server and contrib (pg_trgm, unaccent, btree_gin) from Debian, installed only where missing:
 # a bare `apt-get install` could upgrade a server that is already there.
 # With DATABASE_URL set, that server is used and this one is not needed.
 postgres:
