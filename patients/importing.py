@@ -165,6 +165,16 @@ def validate(sheet: Sheet, region: str, stored: StoredValues | None = None) -> C
             phone = phones.to_e164(cells["phone"], region)
         except ValueError as exc:
             refused.append(("phone", exc.args[0], None, ""))
+        # The clinic has the number exactly as the cell spells it (another service stored it;
+        # our export wrote it out): that patient, not libphonenumber's reading of it. Only such
+        # rewritten `+` cells cost this look-up, one each.
+        if (
+            phone is not None
+            and phone.as_written is not None
+            and stored is not None
+            and stored([phone.as_written])
+        ):
+            phone = phones.Phone(phone.as_written, phone.note)
         if phone is not None and phone.note == phones.KEPT_AS_WRITTEN:
             # Taken as written only when it is a number this clinic already has (another
             # service stored it; our export wrote it out): a new one is a typo until shown not.

@@ -50,6 +50,9 @@ NOT_A_DIGIT = re.compile(r"[^0-9]")
 class Phone:
     e164: str
     note: str | None = None  # an N_ template: something the person should know (extension dropped)
+    # The E.164 a `+` cell's own digits spell, when libphonenumber read them as another number
+    # (`+1 1201 200 0000` is +12012000000 to it: a trunk prefix after the country code dropped).
+    as_written: str | None = None
 
 
 def _digit_count(text: str) -> int:
@@ -95,7 +98,22 @@ def to_e164(raw: str, region: str) -> Phone:
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if not STORABLE.fullmatch(e164):
         raise ValueError(NOT_A_PHONE)  # never a CHECK violation (a 500) at the database
-    return Phone(e164, EXTENSION_DROPPED if number.extension else None)
+    written = written_e164(text)
+    return Phone(
+        e164,
+        EXTENSION_DROPPED if number.extension else None,
+        written if written is not None and written != e164 else None,
+    )
+
+
+def written_e164(text: str) -> str | None:
+    """The E.164 a cell's digits spell when it is written in the international form (a leading
+    +) and the patients.phone CHECK takes it; None otherwise."""
+    if INTERNATIONAL_AS_WRITTEN.fullmatch(text):
+        e164 = "+" + "".join(DIGITS.findall(text))
+        if STORABLE.fullmatch(e164):
+            return e164
+    return None
 
 
 def as_written(text: str) -> Phone:
@@ -106,11 +124,10 @@ def as_written(text: str) -> Phone:
     writes them out (`+503 12345678`): refusing them would make an export fail to import back.
     Only with the +: a local number that is not one (`1234-5678`) is a typo and stays refused.
     """
-    if INTERNATIONAL_AS_WRITTEN.fullmatch(text):
-        e164 = "+" + "".join(DIGITS.findall(text))
-        if STORABLE.fullmatch(e164):
-            return Phone(e164, KEPT_AS_WRITTEN)
-    raise ValueError(NOT_A_PHONE)
+    e164 = written_e164(text)
+    if e164 is None:
+        raise ValueError(NOT_A_PHONE)
+    return Phone(e164, KEPT_AS_WRITTEN)
 
 
 def international(e164: str) -> str:

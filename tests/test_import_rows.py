@@ -466,6 +466,21 @@ def test_a_stored_phone_libphonenumber_does_not_know_round_trips(client, clinic)
     assert_unchanged(before, after)
 
 
+def test_a_stored_number_libphonenumber_reads_as_another_round_trips(client, clinic):
+    """+1 then 1: libphonenumber drops the 1 as a trunk prefix and reads +12012000000. The clinic
+    has +112012000000 (another service wrote it, with a name over the import's 200 characters):
+    the export's `+1 12012000000` is that patient, not a new one (hypothesis found this)."""
+    long_name = "Ana " + "María " * 40 + "López"
+    clinic.add_patient(long_name, "+112012000000")
+    body, before, after = export_then_import(client, clinic)
+    assert (body["imported"], body["created"], body["updated"], body["unchanged"]) == (1, 0, 0, 1)
+    assert_unchanged(before, after)
+    # Written so for a number the clinic does not have, it is libphonenumber's reading.
+    body = imported(post_csv(client, clinic, "Nombre,Teléfono\nBeto,+1 1201 200 0001\n"))
+    assert (body["created"], body["unchanged"]) == (1, 0)
+    assert sorted(p["phone"] for p in clinic.patients()) == ["+112012000000", "+12012000001"]
+
+
 def test_an_unknown_number_is_taken_as_written_only_when_the_clinic_has_it(client, clinic):
     """A `+` number libphonenumber does not know round-trips when it is already stored (another
     service wrote it, our export wrote it out); a new one is a typo, refused like any other."""
