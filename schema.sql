@@ -82,6 +82,30 @@ CREATE TABLE IF NOT EXISTS doctors (
     PRIMARY KEY (clinic_id, id)
 );
 
+-- The search index's keys for one clinic's text: one key for the clinic itself, and one per
+-- 3-character substring of the text (raw, unpadded: a term found by LIKE '%term%' has each of its
+-- own 3-character substrings inside the text), each key a hash of the substring seeded with the
+-- clinic's. A GIN index over these keys holds, under each key, only that clinic's rows, so a search
+-- reads what its clinic holds whatever the others hold (README "Scaling"). A text under 3
+-- characters has only the clinic's key. 64-bit hashes: a collision costs a recheck, never a wrong
+-- answer (the LIKE stays). GIN drops repeated keys itself. PL/pgSQL: computed in half the time of
+-- the same in SQL (generate_series and a subquery per row), which every write and build pays; never
+-- inlined either, so an index's expression and a query's call compare equal. Reads no table
+-- (IMMUTABLE, fine under Citus). Changing what it returns means REINDEXing both indexes on it.
+CREATE OR REPLACE FUNCTION clinic_trigram_keys(clinic uuid, folded text) RETURNS bigint[]
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE STRICT
+AS $$
+DECLARE
+    seed bigint := uuid_hash_extended(clinic, 0);
+    keys bigint[] := ARRAY[seed];
+BEGIN
+    FOR i IN 1 .. length(folded) - 2 LOOP
+        keys := keys || hashtextextended(substr(folded, i, 3) COLLATE "C", seed);
+    END LOOP;
+    RETURN keys;
+END
+$$;
+
 CREATE TABLE IF NOT EXISTS patients (
     id             uuid NOT NULL DEFAULT gen_random_uuid(),
     clinic_id      uuid NOT NULL REFERENCES clinics (id) ON DELETE CASCADE,
@@ -105,8 +129,8 @@ CREATE TABLE IF NOT EXISTS patients (
 
 -- The list's order (name, then id) within a clinic: paging walks this index.
 CREATE INDEX IF NOT EXISTS patients_clinic_name_idx ON patients (clinic_id, full_name, id);
--- Substring search (LIKE '%term%') on the folded name and on the phone digits, clinic first: the
--- scan intersects the clinic's entry with the term's trigrams inside the index, so a clinic's
+-- Substring search (LIKE '%term%') on the folded name and on the phone digits, keyed by clinic and
+-- trigram (clinic_trigram_keys above): each key's entry lists only its clinic's rows, so a clinic's
 -- search reads what that clinic holds, not what every clinic holds (README "Scaling").
 -- An index a failed CREATE INDEX CONCURRENTLY left INVALID (README "Scaling") is dropped first,
 -- so applying the schema builds it again instead of keeping a useless index that still costs
@@ -118,21 +142,25 @@ BEGIN
     FOR idx IN
         SELECT indexrelid::regclass FROM pg_index
          WHERE indrelid = 'patients'::regclass AND NOT indisvalid
-           AND indexrelid::regclass::text IN ('patients_clinic_search_name_trgm',
-                                              'patients_clinic_phone_trgm')
+           AND indexrelid::regclass::text IN ('patients_clinic_name_keys',
+                                              'patients_clinic_phone_keys')
     LOOP
         EXECUTE format('DROP INDEX %s', idx);
     END LOOP;
 END
 $$;
-CREATE INDEX IF NOT EXISTS patients_clinic_search_name_trgm
-    ON patients USING gin (clinic_id, search_name gin_trgm_ops);
-CREATE INDEX IF NOT EXISTS patients_clinic_phone_trgm
-    ON patients USING gin (clinic_id, phone gin_trgm_ops);
--- The global trigram indexes these replace (databases made before them): no query reads them any
+CREATE INDEX IF NOT EXISTS patients_clinic_name_keys
+    ON patients USING gin (clinic_trigram_keys(clinic_id, search_name));
+CREATE INDEX IF NOT EXISTS patients_clinic_phone_keys
+    ON patients USING gin (clinic_trigram_keys(clinic_id, phone));
+-- The trigram indexes these replace (databases made before them): the global ones, then the
+-- clinic-first btree_gin ones (whose clinic entry and trigram entries were separate lists, so a
+-- search still intersected with the whole table's list of each trigram). No query reads them any
 -- more, and every insert and update of a patient paid for them.
 DROP INDEX IF EXISTS patients_search_name_trgm;
 DROP INDEX IF EXISTS patients_phone_trgm;
+DROP INDEX IF EXISTS patients_clinic_search_name_trgm;
+DROP INDEX IF EXISTS patients_clinic_phone_trgm;
 -- Key rotation finds the rows still under an older key.
 CREATE INDEX IF NOT EXISTS patients_dui_key_idx ON patients (dui_key_id) WHERE dui_key_id IS NOT NULL;
 
@@ -639,9 +667,16 @@ AS $$
      WHERE p.clinic_id = in_clinic
        AND (in_blocked IS NULL OR p.is_blocked = in_blocked)
        AND (in_term IS NULL
-            OR p.search_name LIKE ('%' || replace(replace(replace(fold_search(in_term),
-                                                                  '\', '\\'),
-                                                          '%', '\%'),
-                                                  '_', '\_') || '%') ESCAPE '\'
-            OR (in_phone_digits IS NOT NULL AND p.phone LIKE ('%' || in_phone_digits || '%')))
+            OR (p.search_name LIKE ('%' || replace(replace(replace(fold_search(in_term),
+                                                                   '\', '\\'),
+                                                           '%', '\%'),
+                                                   '_', '\_') || '%') ESCAPE '\'
+                AND (length(fold_search(in_term)) < 3
+                     OR clinic_trigram_keys(p.clinic_id, p.search_name)
+                        @> clinic_trigram_keys(in_clinic, fold_search(in_term))))
+            OR (in_phone_digits IS NOT NULL
+                AND p.phone LIKE ('%' || in_phone_digits || '%')
+                AND (length(in_phone_digits) < 3
+                     OR clinic_trigram_keys(p.clinic_id, p.phone)
+                        @> clinic_trigram_keys(in_clinic, in_phone_digits))))
 $$;

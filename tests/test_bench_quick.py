@@ -132,7 +132,7 @@ def test_quick_bench_measures_every_figure(app):
         assert [row["values"]["patients"] for row in sizes] == [1_000, 3_000, 6_000]
         for row in sizes:
             assert row["values"]["table_bytes"] > 0 and row["values"]["index_bytes"] > 0
-            assert {"patients_clinic_search_name_trgm", "patients_clinic_phone_trgm"} <= set(
+            assert {"patients_clinic_name_keys", "patients_clinic_phone_keys"} <= set(
                 row["values"]["by_index"]
             )
         assert report["context"]["scale"]["steps"] == [1_000, 3_000, 6_000]

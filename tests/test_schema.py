@@ -81,7 +81,13 @@ def test_phone_unique_per_clinic_and_tenant_keys(sql):
         assert "clinic_id" in key["def"], key
 
 
-CLINIC_FIRST = {
+CLINIC_KEYS = {
+    "patients_clinic_name_keys": "(clinic_trigram_keys(clinic_id, search_name))",
+    "patients_clinic_phone_keys": "(clinic_trigram_keys(clinic_id, phone))",
+}
+SUPERSEDED = {
+    "patients_search_name_trgm": "(search_name gin_trgm_ops)",
+    "patients_phone_trgm": "(phone gin_trgm_ops)",
     "patients_clinic_search_name_trgm": "(clinic_id, search_name gin_trgm_ops)",
     "patients_clinic_phone_trgm": "(clinic_id, phone gin_trgm_ops)",
 }
@@ -96,25 +102,21 @@ def patient_indexes(conn) -> dict:
     return dict(rows)
 
 
-def test_a_database_with_the_global_trigram_indexes_gets_the_clinic_first_ones(database_url):
-    """A database made before the clinic-first indexes: applying the schema builds them and
-    drops the global ones, which no query reads any more and every write would still pay for."""
+def test_a_database_with_the_older_trigram_indexes_gets_the_clinic_keys_ones(database_url):
+    """A database made before the (clinic, trigram) keys, with the global trigram indexes or the
+    clinic-first btree_gin ones: applying the schema builds the keys' indexes and drops the older
+    ones, which no query reads any more and every write would still pay for."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP INDEX patients_clinic_search_name_trgm, patients_clinic_phone_trgm")
-        conn.execute(
-            "CREATE INDEX patients_search_name_trgm ON patients USING gin (search_name gin_trgm_ops)"
-        )
-        conn.execute("CREATE INDEX patients_phone_trgm ON patients USING gin (phone gin_trgm_ops)")
+        conn.execute("DROP INDEX patients_clinic_name_keys, patients_clinic_phone_keys")
+        for name, columns in SUPERSEDED.items():
+            conn.execute(f"CREATE INDEX {name} ON patients USING gin {columns}")
         apply_schema(conn)
         indexes = patient_indexes(conn)
-        assert {name: indexes.get(name) for name in CLINIC_FIRST} == dict.fromkeys(
-            CLINIC_FIRST, True
-        )
-        assert "patients_search_name_trgm" not in indexes
-        assert "patients_phone_trgm" not in indexes
-        for name, columns in CLINIC_FIRST.items():
+        assert {name: indexes.get(name) for name in CLINIC_KEYS} == dict.fromkeys(CLINIC_KEYS, True)
+        assert not set(indexes) & set(SUPERSEDED), indexes
+        for name, expression in CLINIC_KEYS.items():
             definition = conn.execute("SELECT pg_get_indexdef(%s::regclass)", (name,)).fetchone()
-            assert definition[0].endswith(f"USING gin {columns}"), definition
+            assert definition[0].endswith(f"USING gin {expression}"), definition
 
 
 def test_an_index_a_failed_concurrent_build_left_invalid_is_built_again(database_url):
@@ -125,18 +127,18 @@ def test_an_index_a_failed_concurrent_build_left_invalid_is_built_again(database
         psycopg.connect(database_url) as writer,
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
-        conn.execute("DROP INDEX patients_clinic_phone_trgm")
+        conn.execute("DROP INDEX patients_clinic_phone_keys")
         writer.execute("LOCK TABLE patients IN ROW EXCLUSIVE MODE")  # a write in progress
         conn.execute("SET lock_timeout = '200ms'")
         with pytest.raises(psycopg.errors.LockNotAvailable):
             conn.execute(
-                "CREATE INDEX CONCURRENTLY patients_clinic_phone_trgm "
-                "ON patients USING gin (clinic_id, phone gin_trgm_ops)"
+                "CREATE INDEX CONCURRENTLY patients_clinic_phone_keys "
+                "ON patients USING gin (clinic_trigram_keys(clinic_id, phone))"
             )
         writer.rollback()
         conn.execute("RESET lock_timeout")
-        assert patient_indexes(conn)["patients_clinic_phone_trgm"] is False
+        assert patient_indexes(conn)["patients_clinic_phone_keys"] is False
         apply_schema(conn)
-        assert patient_indexes(conn)["patients_clinic_phone_trgm"] is True
+        assert patient_indexes(conn)["patients_clinic_phone_keys"] is True
         apply_schema(conn)  # and again: nothing left to do
-        assert patient_indexes(conn)["patients_clinic_phone_trgm"] is True
+        assert patient_indexes(conn)["patients_clinic_phone_keys"] is True

@@ -225,6 +225,89 @@ def test_any_search_term_answers_200(client, people, term):
     assert body["total"] == len(body["patients"]) <= 3
 
 
+# Letters that fold (accents, ñ, case, ß, fullwidth ones that unaccent turns into wildcards),
+# LIKE's own wildcards and escape, spaces and digits: what the clinic keys must never lose.
+NAME_CHARS = st.sampled_from([*"aAáÁeéiínNñÑoóuúüÜzß %_\\'-.07", "％", "＿", "＼"])
+NAMES = st.text(alphabet=NAME_CHARS, min_size=1, max_size=14).filter(lambda n: n.strip())
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    full_names=st.lists(NAMES, min_size=1, max_size=8),
+    term=st.one_of(
+        st.text(alphabet=NAME_CHARS, max_size=6),
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            max_size=4,
+        ),
+    ),
+    picks=st.tuples(st.integers(0, 7), st.integers(0, 13), st.integers(1, 6)),
+    phone_term=st.booleans(),
+)
+@example(full_names=["Ana 100% Ñuñoa"], term="0% ñ", picks=(0, 0, 0), phone_term=False)
+@example(full_names=["a_b\\c"], term="_b\\", picks=(0, 0, 0), phone_term=False)
+def test_the_clinic_keys_never_lose_a_match(
+    client, sql, make_clinic, full_names, term, picks, phone_term
+):
+    """matching_patients() (its clinic keys and the keys' GIN indexes) finds exactly the patients
+    whose folded name contains the folded term, or whose phone contains the term's digits, as a
+    plain strpos() over the clinic's rows says; another clinic holding the same names and phones
+    never shows."""
+    mine, theirs = make_clinic(), make_clinic()
+    phones = [f"+5037{n:03d}{n * 37 % 1000:04d}" for n in range(len(full_names))]
+    for clinic in (mine, theirs):
+        for name, phone in zip(full_names, phones, strict=True):
+            clinic.add_patient(name, phone)
+    which, start, length = picks
+    if phone_term:  # a stretch of one patient's phone, as people type it
+        digits = phones[which % len(phones)][1:]
+        term = digits[start % len(digits) :][: length + 2]
+    elif start % 2:  # a stretch of one patient's name, cased differently
+        name = full_names[which % len(full_names)]
+        term = name[start % len(name) :][:length].swapcase()
+    parameters = search.parameters(term)
+
+    expected = {
+        row["id"]
+        for row in sql.execute(
+            "SELECT id::text FROM patients WHERE clinic_id = %(c)s AND ("
+            " strpos(search_name, fold_search(%(t)s)) > 0"
+            " OR (%(d)s::text IS NOT NULL AND strpos(phone, %(d)s) > 0))",
+            {"c": mine.id, "t": term, "d": parameters["phone_digits"]},
+        )
+    }
+    sql.execute("SET enable_seqscan = off")  # the keys' indexes answer, not a scan of the table
+    try:
+        found = {
+            row["id"]
+            for row in sql.execute(
+                "SELECT id::text FROM matching_patients(%s, NULL, %s, %s)",
+                (mine.id, term, parameters["phone_digits"]),
+            )
+        }
+        by_keys = {
+            row["id"]
+            for row in sql.execute(
+                "SELECT id::text FROM patients"
+                " WHERE clinic_trigram_keys(clinic_id, search_name)"
+                "       @> clinic_trigram_keys(%(c)s, fold_search(%(t)s))"
+                "    OR clinic_trigram_keys(clinic_id, phone) @> clinic_trigram_keys(%(c)s, %(d)s)",
+                {"c": mine.id, "t": term, "d": parameters["phone_digits"]},
+            )
+        }
+    finally:
+        sql.execute("RESET enable_seqscan")
+    assert found == expected, (full_names, term)
+    assert expected <= by_keys, (full_names, term)
+    if term and term == term.strip():  # the API trims the term (patients/api/params.py)
+        response = get(client, mine, search=term)
+        assert response.status_code == 200, response.json
+        assert response.json["total"] == len(expected), (full_names, term)
+    sql.execute("DELETE FROM clinics WHERE id IN (%s, %s)", (mine.id, theirs.id))
+
+
 # --- the plans PostgreSQL chooses, on a clinic large enough for the planner to care -----------
 
 BIG = 20_000
@@ -297,7 +380,7 @@ def search_params(big_clinic, term, **extra):
 def test_selective_search_uses_the_trigram_index(app, client, sql, big_clinic):
     """Matches are found through the trigram index, never by walking the clinic in name order."""
     plan = plan_of(app, queries.search_patients, **search_params(big_clinic, "XIOMARA"))
-    assert "patients_clinic_search_name_trgm" in indexes(plan), json.dumps(plan, indent=1)
+    assert "patients_clinic_name_keys" in indexes(plan), json.dumps(plan, indent=1)
     assert "patients_clinic_name_idx" not in indexes(plan), json.dumps(plan, indent=1)
     assert not any(n["Node Type"] == "Seq Scan" for n in walk(plan))
 

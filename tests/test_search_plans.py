@@ -1,4 +1,4 @@
-"""A small clinic in a crowded table: its searches go through the clinic-first trigram indexes.
+"""A small clinic in a crowded table: its searches go through the (clinic, trigram) keys' indexes.
 
 The clinic's 300 patients are spread among 60,000 of other clinics (as patients registered over
 the years are), so the planner weighs real statistics. Each plan is EXPLAIN (FORMAT JSON) of the
@@ -18,7 +18,13 @@ from tests.helpers import make_token
 OTHERS = 60_000
 CLINICS = 60  # other clinics, 1,000 patients each
 SMALL_EVERY = 60  # every 60th row is the small clinic's: 1,000 patients spread over the table
-CLINIC_FIRST = {"patients_clinic_search_name_trgm", "patients_clinic_phone_trgm"}
+CLINIC_KEYS = {"patients_clinic_name_keys", "patients_clinic_phone_keys"}
+SUPERSEDED = {
+    "patients_search_name_trgm",
+    "patients_phone_trgm",
+    "patients_clinic_search_name_trgm",
+    "patients_clinic_phone_trgm",
+}
 
 pytestmark = pytest.mark.slow
 
@@ -119,36 +125,40 @@ def export_select():
     return found.group(1)
 
 
-def assert_clinic_first(plan, expected):
-    """The matches are found through `expected`, each scan led by the clinic; nothing else reads
-    the table in bulk (no sequential scan, no old global index)."""
+def assert_clinic_keys(plan, expected):
+    """The matches are found through `expected`, each scan asking for the clinic's keys of the
+    term; nothing else reads the table in bulk (no sequential scan, no older trigram index). A
+    name-or-phone search reads both indexes under one BitmapOr."""
     scans = patient_scans(plan)
     shown = json.dumps(plan, indent=1)
     used = {n.get("Index Name") for n in scans} - {None}
     assert expected <= used, shown
     assert not any(n["Node Type"] == "Seq Scan" for n in scans), shown
     for node in scans:
-        if node.get("Index Name") in CLINIC_FIRST:
-            assert "clinic_id =" in node["Index Cond"] and "~~" in node["Index Cond"], shown
-    assert not used & {"patients_search_name_trgm", "patients_phone_trgm"}, shown
+        if node.get("Index Name") in CLINIC_KEYS:
+            assert node["Index Cond"].startswith("(clinic_trigram_keys(clinic_id, "), shown
+            assert "@>" in node["Index Cond"], shown
+    assert not used & SUPERSEDED, shown
+    if expected == CLINIC_KEYS:
+        assert any(n["Node Type"] == "BitmapOr" for n in walk(plan)), shown
 
 
 @pytest.mark.parametrize(
     "kind, term, expected",
     [
-        ("common surname", "hernández", {"patients_clinic_search_name_trgm"}),
-        ("rare name", "zeledon", {"patients_clinic_search_name_trgm"}),
-        ("phone fragment", None, CLINIC_FIRST),
+        ("common surname", "hernández", {"patients_clinic_name_keys"}),
+        ("rare name", "zeledon", {"patients_clinic_name_keys"}),
+        ("phone fragment", None, CLINIC_KEYS),
     ],
 )
-def test_the_list_search_goes_through_the_clinic_first_indexes(
+def test_the_list_search_goes_through_the_clinic_keys_indexes(
     app, client, sql, crowded, kind, term, expected
 ):
     small, fragment = crowded
     term = term or fragment
     query = list_query(term)
     assert query is queries.search_patients
-    assert_clinic_first(plan_of(app, query.sql, search_params(small, term)), expected)
+    assert_clinic_keys(plan_of(app, query.sql, search_params(small, term)), expected)
 
     # The same statement answers the request, with the count the table holds.
     digits = search.parameters(term)["phone_digits"]
@@ -165,14 +175,14 @@ def test_the_list_search_goes_through_the_clinic_first_indexes(
     assert response.json["total"] == expected_total
 
 
-def test_the_export_filter_goes_through_the_clinic_first_indexes(app, crowded):
+def test_the_export_filter_goes_through_the_clinic_keys_indexes(app, crowded):
     small, fragment = crowded
     for term, expected in (
-        ("hernández", {"patients_clinic_search_name_trgm"}),
-        (fragment, CLINIC_FIRST),
+        ("hernández", {"patients_clinic_name_keys"}),
+        (fragment, CLINIC_KEYS),
     ):
         params = {"clinic_id": small, "blocked": None, **search.parameters(term)}
-        assert_clinic_first(plan_of(app, export_select(), params), expected)
+        assert_clinic_keys(plan_of(app, export_select(), params), expected)
 
 
 def test_a_short_term_reads_only_the_clinic(app, crowded):
@@ -191,10 +201,10 @@ def test_a_short_term_reads_only_the_clinic(app, crowded):
             assert "clinic_id =" in node["Index Cond"], shown
 
 
-def test_the_old_global_indexes_are_gone(sql):
+def test_the_older_trigram_indexes_are_gone(sql):
     names = {
         row["indexname"]
         for row in sql.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'patients'")
     }
-    assert names >= CLINIC_FIRST
-    assert not names & {"patients_search_name_trgm", "patients_phone_trgm"}
+    assert names >= CLINIC_KEYS
+    assert not names & SUPERSEDED
