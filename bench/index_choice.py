@@ -44,6 +44,39 @@ CLINIC_FIRST = {
     "patients_clinic_search_name_trgm": "USING gin (clinic_id, search_name gin_trgm_ops)",
     "patients_clinic_phone_trgm": "USING gin (clinic_id, phone gin_trgm_ops)",
 }
+CLINIC_KEYS = {
+    "patients_clinic_name_keys": "USING gin (clinic_trigram_keys(clinic_id, search_name))",
+    "patients_clinic_phone_keys": "USING gin (clinic_trigram_keys(clinic_id, phone))",
+}
+VARIANTS = {"global": GLOBAL, "clinic-first": CLINIC_FIRST, "clinic-keys": CLINIC_KEYS}
+
+# matching_patients() before the (clinic, trigram) keys: the LIKE conditions alone, which the
+# trigram indexes (global or clinic-first) answer. The clinic-keys variant runs schema.sql's own.
+LIKE_ONLY_MATCHING = r"""
+CREATE OR REPLACE FUNCTION matching_patients(
+        in_clinic uuid, in_blocked boolean, in_term text, in_phone_digits text)
+    RETURNS SETOF patients
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT *
+      FROM patients p
+     WHERE p.clinic_id = in_clinic
+       AND (in_blocked IS NULL OR p.is_blocked = in_blocked)
+       AND (in_term IS NULL
+            OR p.search_name LIKE ('%' || replace(replace(replace(fold_search(in_term),
+                                                                  '\', '\\'),
+                                                          '%', '\%'),
+                                                  '_', '\_') || '%') ESCAPE '\'
+            OR (in_phone_digits IS NOT NULL AND p.phone LIKE ('%' || in_phone_digits || '%')))
+$$;
+"""
+
+
+def schema_function(name: str) -> str:
+    """schema.sql's own CREATE FUNCTION name(...)."""
+    text = SCHEMA.read_text()
+    start = text.index(f"CREATE OR REPLACE FUNCTION {name}(")
+    return text[start : text.index("\n$$;\n", start) + 4]
 
 
 def partitioned_schema() -> str:
@@ -141,7 +174,7 @@ def compact(conn, params, clinics, total) -> None:
 
 
 def drop_search_indexes(conn) -> None:
-    for name in [*GLOBAL, *CLINIC_FIRST]:
+    for name in [*GLOBAL, *CLINIC_FIRST, *CLINIC_KEYS]:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
 
 
@@ -278,6 +311,17 @@ def writes(conn, clinics) -> dict:
     )
     out["set insert, 20,000 rows/s"] = 20000 / (time.monotonic() - started)
     conn.rollback()
+    # COPY of 70,000 rows, as a bulk load by another service would send them.
+    rows = [f"{small}\tMarta Hernández Copia {n}\t+5032{n:07d}\n".encode() for n in range(70_000)]
+    started = time.monotonic()
+    with (
+        conn.cursor() as cur,
+        cur.copy("COPY patients (clinic_id, full_name, phone) FROM STDIN") as cp,
+    ):
+        for row in rows:
+            cp.write(row)
+    out["COPY, 70,000 rows/s"] = 70_000 / (time.monotonic() - started)
+    conn.rollback()
     # The import's upsert: half new phones, half the small clinic's own (names changed).
     started = time.monotonic()
     conn.execute(
@@ -307,6 +351,10 @@ def main(argv=None) -> int:
         "--data-dir", type=Path, default=HERE / "data" / "index-choice", help="its cluster"
     )
     parser.add_argument("--only", choices=("flat", "part"), help="one database only")
+    parser.add_argument(
+        "--variants", default="global,clinic-first,clinic-keys", help="index sets, comma-separated"
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the last variant's indexes")
     args = parser.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.data_dir.chmod(0o755)
@@ -348,11 +396,17 @@ def main(argv=None) -> int:
             with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE patients")
                 fragments = [phone_fragment(conn, clinics[r]) for r in ("small", "compact", "big")]
-                for variant, indexes in (("global", GLOBAL), ("clinic-first", CLINIC_FIRST)):
+                for variant in args.variants.split(","):
+                    indexes = VARIANTS[variant]
                     name = f"{layout}, {variant}"
                     print(f"== {name}", flush=True)
                     bq.loading_session(conn)
                     drop_search_indexes(conn)
+                    if variant == "clinic-keys":  # its indexes are gone: the keys may change
+                        conn.execute(schema_function("clinic_trigram_keys"))
+                        conn.execute(schema_function("matching_patients"))
+                    else:
+                        conn.execute(LIKE_ONLY_MATCHING)
                     built = build(conn, indexes)
                     figures = searches(url, clinics, *fragments)
                     with psycopg.connect(url, row_factory=dict_row) as wconn:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from psycopg_pool import ConnectionPool
@@ -783,7 +784,14 @@ def main(argv=None) -> int:
         help="throughput client: wrk when installed (auto), or Python threads",
     )
     parser.add_argument("--max-wait", type=float, help="wait this long at most for a quiet machine")
+    parser.add_argument(
+        "--only-scale",
+        action="store_true",
+        help="only the scale part (its own cluster; the report to --out, default bench/.cache/)",
+    )
     args = parser.parse_args(argv)
+    if args.only_scale:
+        return only_scale(args)
     spec = dataset.QUICK if args.quick else dataset.FULL
     args.data_dir = (args.data_dir or HERE / "data") / spec.name
     args.out = args.out or (
@@ -801,6 +809,33 @@ def main(argv=None) -> int:
     finally:
         if not was_running:
             cluster.stop()
+
+
+def only_scale(args) -> int:
+    """The growth table alone: no main data set, its report to a file of its own (copy its
+    table into results.md by hand)."""
+    spec = dataset.QUICK if args.quick else dataset.FULL
+    args.data_dir = (args.data_dir or HERE / "data") / spec.name
+    args.out = args.out or HERE / ".cache" / f"results-scale{'-quick' if args.quick else ''}.md"
+    started = time.monotonic()
+    bench = Bench(args, SimpleNamespace(url=None), None)
+    bench.cache.mkdir(parents=True, exist_ok=True)
+    context = {
+        "command": "python -m bench.run --only-scale" + (" --quick" if args.quick else ""),
+        "mode": "no main",
+    }
+    context["load_before"] = wait_for_quiet(args.max_wait or 0, threshold=1.0)
+    with step("scale: a 1,000-patient clinic's searches as the other clinics grow"):
+        growth = scale.QUICK if args.quick else scale.FULL
+        context["scale"] = scale.Scale(bench, args.data_dir / "scale", growth).run(
+            Gunicorn, dataset.service_env, bench.log
+        )
+    context["load_after"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    context["seconds"] = round(time.monotonic() - started)
+    report.print_table(bench.rows)
+    report.write(bench.rows, context, [], [], args.out)
+    print(f"\nwritten to {args.out} ({context['seconds']} s in all)")
+    return 0
 
 
 def measure(args, spec, cluster, layout, started) -> int:

@@ -2,7 +2,10 @@
 
 One database of its own (its own cluster beside the main data set's), grown in steps: first the
 measured clinic's 1,000 patients among 9,000 of other clinics (10,000 in all), then other clinics'
-patients added by set-based SQL up to 1,000,000 and 5,000,000. At each size the same four
+patients added by set-based SQL up to 1,000,000 and 5,000,000. The measured clinic stays spread
+over the whole table, as a clinic registering patients over the years is: at each step a share of
+its patients (as many as the new stretch's share of the table) moves into the new stretch, one
+every `total / 1,000` rows, so it keeps 1,000 patients at an even density. At each size the same four
 searches of the measured clinic (a common surname, a rare name, a phone fragment, a term too
 short for trigrams) are measured over HTTP against plain PostgreSQL running the same named query,
 with the same indexes; and what one PostgreSQL holds: table and index bytes per patient.
@@ -43,14 +46,16 @@ FULL = ScaleSpec(steps=(10_000, 1_000_000, 5_000_000), clinic=1_000)
 QUICK = ScaleSpec(steps=(1_000, 3_000, 6_000), clinic=100)
 
 # Patient number i (1-based) of the table. Its clinic is clinics[1 + i % n]: the clinics of one
-# step take turns, so each clinic's patients are spread over that step's stretch of the table.
+# step take turns, so each clinic's patients are spread over that step's stretch of the table;
+# with `every`, each every-th patient is the measured clinic's instead (its share of the stretch).
 # Names as bench/dataset.py's (demo_data's lists, uniform); phones unique over the table
 # (i * 7919 mod 10^7 is a permutation); 70% with an email; a DUI-sized ciphertext (38 bytes:
 # nonce, ten characters, tag), so the bytes per patient are a real row's.
 PATIENTS_SQL = """
 INSERT INTO patients (clinic_id, full_name, phone, email, dui_ciphertext, dui_key_id,
                       no_show_count, created_at)
-SELECT (%(clinics)s::uuid[])[1 + i %% %(n_clinics)s],
+SELECT CASE WHEN i %% nullif(%(every)s::int, 0) = 0 THEN %(measured)s::uuid
+            ELSE (%(clinics)s::uuid[])[1 + i %% %(n_clinics)s] END,
        f || ' ' || CASE WHEN abs(hashint4(i * 7 + 3)) %% 200 = 0 THEN %(rare)s ELSE l1 END
          || ' ' || l2,
        '+503' || CASE WHEN i %% 3 = 0 THEN '6' ELSE '7' END
@@ -70,8 +75,11 @@ SELECT (%(clinics)s::uuid[])[1 + i %% %(n_clinics)s],
 """
 
 
-def grow(conn, lo: int, hi: int, clinics: list[str], bar) -> None:
+def grow(conn, lo: int, hi: int, clinics: list[str], bar, measured=None, every=0) -> None:
+    """Patients lo..hi, taking turns among `clinics`; every `every`-th one is `measured`'s."""
     params = {
+        "measured": measured,
+        "every": every,
         "clinics": clinics,
         "n_clinics": len(clinics),
         "rare": RARE,
@@ -167,9 +175,14 @@ class Scale:
                         )
                         conn.commit()
                         built.extend(others)
-                        grow(conn, done + 1, total, ([measured] if step == 0 else []) + others, bar)
                         if step == 0:
-                            queries_plant_rare(conn, measured)
+                            grow(conn, done + 1, total, [measured, *others], bar)
+                        else:
+                            every = total // spec.clinic
+                            moved = total // every - done // every
+                            move_out(conn, measured, moved)
+                            grow(conn, done + 1, total, others, bar, measured, every)
+                        queries_plant_rare(conn, measured)
                     with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
                         bq.loading_session(conn)
                         started = time.monotonic()
@@ -274,6 +287,20 @@ def kinds(fragment: str) -> list[tuple[str, str]]:
         ("phone fragment", fragment),
         ("short term", "he"),
     ]
+
+
+def move_out(conn, clinic_id: str, count: int) -> None:
+    """Take `count` of the clinic's patients out, evenly over its rows in table order, so the
+    ones left stay spread and the next stretch's share of the clinic keeps it at its size."""
+    conn.execute(
+        "DELETE FROM patients WHERE clinic_id = %(clinic)s AND id IN ("
+        "  SELECT id FROM (SELECT id, row_number() OVER (ORDER BY ctid) AS n,"
+        "                         count(*) OVER () AS size"
+        "                    FROM patients WHERE clinic_id = %(clinic)s) t"
+        "   WHERE (n * %(count)s) / size <> ((n - 1) * %(count)s) / size)",
+        {"clinic": clinic_id, "count": count},
+    )
+    conn.commit()
 
 
 def queries_plant_rare(conn, clinic_id: str) -> None:
