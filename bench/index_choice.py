@@ -1,12 +1,14 @@
 """`python -m bench.index_choice`: the measurements behind the search indexes (README "Scaling").
 
-The same patients in four layouts, in one throwaway cluster: a plain table with the global
-trigram indexes (as before issue 20), with clinic-first trigram indexes (btree_gin), and a table
-hash-partitioned by clinic_id with each of the two. For each layout it measures, through the
+The same patients in several layouts, in one throwaway cluster: a plain table with the global
+trigram indexes (as before issue 20), with clinic-first trigram indexes (btree_gin), with the
+indexes keyed by (clinic, trigram) that schema.sql now has (clinic_trigram_keys(), with
+schema.sql's matching_patients(); the other two run the LIKE-only one they were made for), and a
+table hash-partitioned by clinic_id with each (`--variants` picks the index sets). For each layout it measures, through the
 product's own named queries on a pool made like the service's: a 1,000-patient clinic's searches
 (a common surname, a rare name, a phone fragment, a short term), the big clinic's, the export's
 filter, the build time and size of the search indexes, and the write cost (single-row inserts,
-a set insert, the import's upsert on (clinic_id, phone)).
+a set insert, a COPY of 70,000 rows, the import's upsert on (clinic_id, phone)).
 
 The rows are made by set-based SQL, deterministic in their serial number, so both databases
 hold the same patients; each clinic's patients are spread over the whole table, as patients
@@ -354,7 +356,6 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--variants", default="global,clinic-first,clinic-keys", help="index sets, comma-separated"
     )
-    parser.add_argument("--keep", action="store_true", help="leave the last variant's indexes")
     args = parser.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.data_dir.chmod(0o755)
