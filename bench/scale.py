@@ -47,18 +47,18 @@ QUICK = ScaleSpec(steps=(1_000, 3_000, 6_000), clinic=100)
 
 # Patient number i (1-based) of the table. Its clinic is clinics[1 + i % n]: the clinics of one
 # step take turns, so each clinic's patients are spread over that step's stretch of the table;
-# with `every`, each every-th patient is the measured clinic's instead (its share of the stretch).
+# with `every`, each every-th patient is followed by one of the measured clinic's (`m`: its
+# share of the stretch, in the place of the ones move_out() took; phones +5032…, its own).
 # Names as bench/dataset.py's (demo_data's lists, uniform); phones unique over the table
 # (i * 7919 mod 10^7 is a permutation); 70% with an email; a DUI-sized ciphertext (38 bytes:
 # nonce, ten characters, tag), so the bytes per patient are a real row's.
 PATIENTS_SQL = """
 INSERT INTO patients (clinic_id, full_name, phone, email, dui_ciphertext, dui_key_id,
                       no_show_count, created_at)
-SELECT CASE WHEN i %% nullif(%(every)s::int, 0) = 0 THEN %(measured)s::uuid
-            ELSE (%(clinics)s::uuid[])[1 + i %% %(n_clinics)s] END,
+SELECT CASE WHEN m THEN %(measured)s::uuid ELSE (%(clinics)s::uuid[])[1 + i %% %(n_clinics)s] END,
        f || ' ' || CASE WHEN abs(hashint4(i * 7 + 3)) %% 200 = 0 THEN %(rare)s ELSE l1 END
          || ' ' || l2,
-       '+503' || CASE WHEN i %% 3 = 0 THEN '6' ELSE '7' END
+       '+503' || CASE WHEN m THEN '2' WHEN i %% 3 = 0 THEN '6' ELSE '7' END
          || lpad((i::bigint * 7919 %% 10000000)::text, 7, '0'),
        CASE WHEN abs(hashint4(i * 7 + 4)) %% 10 < 7
             THEN fold_search(f) || '.' || fold_search(l1) || i || '@gmail.com' END,
@@ -67,16 +67,21 @@ SELECT CASE WHEN i %% nullif(%(every)s::int, 0) = 0 THEN %(measured)s::uuid
        'a1b2c3d4e5f6',
        abs(hashint4(i * 7 + 5)) %% 3,
        now() - make_interval(days => abs(hashint4(i * 7 + 6)) %% 1500)
-  FROM (SELECT i,
+  FROM (SELECT i, m,
                (%(first)s::text[])[1 + abs(hashint4(i * 7)) %% %(n_first)s] AS f,
                (%(last)s::text[])[1 + abs(hashint4(i * 7 + 1)) %% %(n_last)s] AS l1,
                (%(last)s::text[])[1 + abs(hashint4(i * 7 + 2)) %% %(n_last)s] AS l2
-          FROM generate_series(%(lo)s::int, %(hi)s::int) AS i) g
+          FROM generate_series(%(lo)s::int, %(hi)s::int) AS i
+               CROSS JOIN LATERAL (SELECT false AS m
+                                   UNION ALL
+                                   SELECT true WHERE i %% nullif(%(every)s::int, 0) = 0) x
+         ORDER BY i, m) g
 """
 
 
 def grow(conn, lo: int, hi: int, clinics: list[str], bar, measured=None, every=0) -> None:
-    """Patients lo..hi, taking turns among `clinics`; every `every`-th one is `measured`'s."""
+    """Patients lo..hi, taking turns among `clinics`; after every `every`-th one, one more of
+    `measured`'s."""
     params = {
         "measured": measured,
         "every": every,
