@@ -655,8 +655,12 @@ CREATE OR REPLACE FUNCTION phone_international(e164 text) RETURNS text
 -- `phone_digits` (NULL when the term does not read as a phone); no term: the whole clinic.
 -- The term is folded first and escaped after, backslash first, then the wildcards: unaccent turns
 -- a few characters into %, _ or \ (fullwidth ％ ＿ ＼), so escaping before folding would let them
--- through as wildcards. A plain SQL function with a single SELECT: PostgreSQL inlines it into the
--- calling query and plans it with the actual values, trigram indexes included.
+-- through as wildcards. Each branch also asks for the term's keys (clinic_trigram_keys), which the
+-- keys' GIN indexes answer from the clinic's own rows; the LIKE stays the exact check. A term under
+-- 3 characters has no trigram: `length(...) < 3` folds that condition away at planning, and the
+-- short-term query walks the name index instead. A plain SQL function with a single SELECT:
+-- PostgreSQL inlines it into the calling query and plans it with the actual values, the keys'
+-- indexes included.
 CREATE OR REPLACE FUNCTION matching_patients(
         in_clinic uuid, in_blocked boolean, in_term text, in_phone_digits text)
     RETURNS SETOF patients
