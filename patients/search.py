@@ -12,7 +12,9 @@ PHONE_LIKE = re.compile(r"[0-9\s+().\-/]+")
 NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 
-# pg_trgm indexes a term only from three characters on; shorter ones match most of a clinic.
+# The search indexes key a term by its 3-character substrings (clinic_trigram_keys in schema.sql),
+# so they narrow a term only from three characters on; shorter ones match most of a clinic. (The
+# SQL decides on the folded term's length, so a term folding shorter is still answered rightly.)
 TRIGRAM_MIN_LENGTH = 3
 
 
