@@ -9,9 +9,20 @@ CREATE EXTENSION IF NOT EXISTS unaccent;
 -- GIN operator classes for plain types (uuid here), so a trigram index can lead with clinic_id.
 CREATE EXTENSION IF NOT EXISTS btree_gin;
 
+-- Spanish ordering of names (Á sorts with A, Ñ after N), the same on every server with ICU.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'names_es') THEN
+        CREATE COLLATION names_es (provider = icu, locale = 'es');
+    END IF;
+END
+$$;
+
 -- Search folds case and accents: `perez` finds `Pérez`. unaccent() is only STABLE (its dictionary
 -- could change), so an IMMUTABLE wrapper naming the dictionary explicitly lets us index the result.
--- Accents are stripped before lowering, so the folding is right under any database locale.
+-- Lowered under names_es whatever the caller's collation: the stored search_name is folded from
+-- full_name (names_es) and a search term from plain text (the database's own locale, which under C
+-- lowers ASCII only and elsewhere folds a final Σ differently); one collation, one folding.
 DO $$
 DECLARE
     ext_schema text;
@@ -23,16 +34,8 @@ BEGIN
         'CREATE OR REPLACE FUNCTION fold_search(text) RETURNS text
              LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
              AS %L',
-        format('SELECT lower(%I.unaccent(%L::regdictionary, $1))', ext_schema, ext_schema || '.unaccent'));
-END
-$$;
-
--- Spanish ordering of names (Á sorts with A, Ñ after N), the same on every server with ICU.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'names_es') THEN
-        CREATE COLLATION names_es (provider = icu, locale = 'es');
-    END IF;
+        format('SELECT lower(%I.unaccent(%L::regdictionary, $1) COLLATE names_es)',
+               ext_schema, ext_schema || '.unaccent'));
 END
 $$;
 

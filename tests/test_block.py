@@ -98,6 +98,17 @@ def test_missing_or_non_json_body(client, clinic, kwargs):
     assert clinic.patients()[0]["is_blocked"] is False
 
 
+def test_a_body_over_the_upload_limit_is_413_and_changes_nothing(client, clinic):
+    patient_id = clinic.add_patient()
+    body = json.dumps({"blocked": True, "reason": "x" * (6 * 1024 * 1024)})
+    response = client.patch(
+        url(patient_id), data=body, content_type="application/json", headers=clinic.headers()
+    )
+    assert response.status_code == 413
+    assert response.json["code"] == "FILE_TOO_LARGE"
+    assert clinic.patients()[0]["is_blocked"] is False
+
+
 def test_json_without_content_type_is_read(client, clinic):
     """curl -d '{"blocked":true}' sends a form content type; the body is still JSON."""
     patient_id = clinic.add_patient()

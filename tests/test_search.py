@@ -44,6 +44,17 @@ def test_enye_and_accents_fold(client, people, term):
     assert names(get(client, people, search=term)) == ["María Núñez"]
 
 
+@pytest.mark.parametrize("term", ["ΣΟΦΊΑΣ", "σοφίας", "Дмитрий", "ДМИТРИЙ", "дмитрий"])
+def test_a_name_outside_latin_is_found_as_stored_and_in_any_case(client, clinic, term):
+    # The stored search_name and the term are folded under one collation (names_es): before,
+    # the term was lowered under the database's own (a final Σ became σ, not ς; under C only
+    # ASCII is lowered), and searching a stored name exactly as written found nothing.
+    clinic.add_patient("Sofía ΣΟΦΊΑΣ", "+50370000002")
+    clinic.add_patient("Дмитрий Иванов", "+50370000003")
+    expected = ["Дмитрий Иванов"] if "И" in term.upper() else ["Sofía ΣΟΦΊΑΣ"]
+    assert names(get(client, clinic, search=term)) == expected
+
+
 @pytest.mark.parametrize(
     "term", ["7765-4321", "+503 7765 4321", "(503) 7765.4321", "77654321", "503-7765", "4321"]
 )
