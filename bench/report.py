@@ -35,6 +35,42 @@ def latency_text(timing, count: int) -> str:
     return f"p50 {ms(timing.p50)} · p99 {ms(timing.p99)} (n={count})"
 
 
+def latency_row(
+    section: str,
+    what: str,
+    ours,
+    theirs,
+    count: int,
+    target: float,
+    *,
+    other: str = "plain",
+    judged: bool = True,
+    **values,
+) -> Row:
+    """A row of two latency samples side by side: the p50 ratio against `target` (not judged in
+    a section that only reports), the p99 ratio beside it, and the raw figures for the JSON
+    (`other` names the second side's keys: `plain_p50` or `bare_p50`)."""
+    ratio = ours.p50 / theirs.p50
+    return Row(
+        section,
+        what,
+        latency_text(ours, count),
+        latency_text(theirs, count),
+        ratio,
+        ratio_text=f"{ratio:.2f} (p99 {ours.p99 / theirs.p99:.2f})",
+        target=f"≤ {target}",
+        ok=ratio <= target if judged else None,
+        values={
+            "ours_p50": ours.p50,
+            "ours_p99": ours.p99,
+            f"{other}_p50": theirs.p50,
+            f"{other}_p99": theirs.p99,
+            "n": count,
+            **values,
+        },
+    )
+
+
 def verdict(row: Row) -> str:
     if row.ok is None:
         return ""

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 from psycopg_pool import ConnectionPool
 
 from bench import HERE, bench_queries, dataset, load, report, scale
-from bench.report import Row, latency_text, ms
+from bench.report import Row, latency_row, latency_text, ms
 from bench.service import JWT_SECRET, Gunicorn, LiveServer
 from patients import search
 from patients.db import make_pool
@@ -150,24 +150,15 @@ class Bench:
             warmup=5,
             desc=what,
         )
-        ratio = ours.p50 / theirs.p50
-        return Row(
+        return latency_row(
             section,
             what,
-            latency_text(ours, count),
-            latency_text(theirs, count),
-            ratio,
-            ratio_text=f"{ratio:.2f} (p99 {ours.p99 / theirs.p99:.2f})",
-            target=f"≤ {LATENCY_TARGET}",
-            ok=ratio <= LATENCY_TARGET if section == "main" else None,
-            values={
-                "ours_p50": ours.p50,
-                "ours_p99": ours.p99,
-                "plain_p50": theirs.p50,
-                "plain_p99": theirs.p99,
-                "n": count,
-                "matches": expected["total"],
-            },
+            ours,
+            theirs,
+            count,
+            LATENCY_TARGET,
+            judged=section == "main",
+            matches=expected["total"],
         )
 
     def latencies(self, port: int, plain: Plain) -> None:
@@ -206,22 +197,13 @@ class Bench:
             5,
             "full record",
         )
-        ratio = ours.p50 / theirs.p50
-        return Row(
+        return latency_row(
             "main",
             f"full record with {self.layout['record_appointments']} appointments (staff)",
-            latency_text(ours, count),
-            latency_text(theirs, count),
-            ratio,
-            ratio_text=f"{ratio:.2f} (p99 {ours.p99 / theirs.p99:.2f})",
-            target=f"≤ {LATENCY_TARGET}",
-            ok=ratio <= LATENCY_TARGET,
-            values={
-                "ours_p50": ours.p50,
-                "ours_p99": ours.p99,
-                "plain_p50": theirs.p50,
-                "n": count,
-            },
+            ours,
+            theirs,
+            count,
+            LATENCY_TARGET,
         )
 
     def growth_search(self, port: int, plain: Plain) -> None:
@@ -492,25 +474,8 @@ class Bench:
             a, b = load.latency_pair(
                 load.http_call(ours, path), load.http_call(bare, path), count, 50, what
             )
-            ratio = a.p50 / b.p50
             self.rows.append(
-                Row(
-                    "bare",
-                    what,
-                    latency_text(a, count),
-                    latency_text(b, count),
-                    ratio,
-                    ratio_text=f"{ratio:.2f} (p99 {a.p99 / b.p99:.2f})",
-                    target=f"≤ {BARE_LATENCY_TARGET}",
-                    ok=ratio <= BARE_LATENCY_TARGET,
-                    values={
-                        "ours_p50": a.p50,
-                        "ours_p99": a.p99,
-                        "bare_p50": b.p50,
-                        "bare_p99": b.p99,
-                        "n": count,
-                    },
-                )
+                latency_row("bare", what, a, b, count, BARE_LATENCY_TARGET, other="bare")
             )
         ours.close()
         bare.close()
