@@ -7,10 +7,8 @@ bench/.cache/ unless --out says otherwise; the test suite runs it so the bench n
 
 import argparse
 import contextlib
-import io
 import json
 import os
-import random
 import re
 import shutil
 import statistics
@@ -28,7 +26,6 @@ from bench.report import Row, latency_row, latency_text, ms
 from bench.service import JWT_SECRET, Gunicorn, LiveServer
 from patients import search
 from patients.db import make_pool
-from patients.ops import demo_data
 from patients.ops.cli import mint_token
 from patients.repository import queries
 from tests.nginx_proxy import NginxProxy, nginx_binary
@@ -318,25 +315,12 @@ class Bench:
     def import_file(self) -> tuple[Path, int]:
         """A spreadsheet export as operators send it: local phone formats, some without email."""
         rows = 500 if self.quick else 70_000
-        limit = 5 * 1024 * 1024 - 16 * 1024
         path = self.cache / f"import-{rows}.csv"
         if path.exists():
             return path, sum(1 for _ in path.open(encoding="utf-8")) - 1
-        rng = random.Random(5)
-        out = io.StringIO()
-        out.write("Nombre,Teléfono,Email,DUI\n")
-        written = 0
-        for serial in range(5_000_000, 5_000_000 + rows):
-            p = demo_data.patient(rng, serial)
-            local = p["phone"][4:]
-            phone = rng.choice((f"{local[:4]}-{local[4:]}", f"+503 {local[:4]} {local[4:]}", local))
-            line = f"{p['full_name']},{phone},{p['email'] or ''},{p['dui']}\n"
-            if out.tell() + len(line.encode()) > limit:
-                break
-            out.write(line)
-            written += 1
+        data, written = dataset.import_csv(rows)
         self.cache.mkdir(parents=True, exist_ok=True)
-        path.write_text(out.getvalue(), encoding="utf-8")
+        path.write_bytes(data)
         return path, written
 
     def imports(self, server: Gunicorn, plain: Plain) -> None:
