@@ -68,6 +68,17 @@ def cluster_for(data_dir: Path) -> Cluster:
     return Cluster(data_dir / "pg")
 
 
+def init_tuned(cluster: Cluster) -> None:
+    """A new cluster with the bench's WAL and buffer settings, stopped (they apply at its next
+    start)."""
+    cluster.init()
+    cluster.start()
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        bq.tune_wal(conn)
+        bq.tune_buffers(conn)
+    cluster.stop()
+
+
 def prepare(data_dir: Path, spec: Spec) -> tuple[Cluster, dict]:
     """Start the cluster in data_dir and make sure it holds `spec`'s data set; its layout."""
     cluster = cluster_for(data_dir)
@@ -87,12 +98,7 @@ def prepare(data_dir: Path, spec: Spec) -> tuple[Cluster, dict]:
         return cluster, layout
 
     started = time.monotonic()
-    cluster.init()
-    cluster.start()
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        bq.tune_wal(conn)
-        bq.tune_buffers(conn)
-    cluster.stop()
+    init_tuned(cluster)
     cluster.start(fsync=False)  # loading only; restarted with fsync on before measuring
     with psycopg.connect(cluster.url, row_factory=dict_row) as conn:
         apply_schema(conn)

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 from tqdm import tqdm
 
-from bench import HERE
+from bench import HERE, dataset
 from bench import bench_queries as bq
 from patients import search
 from patients.db import SCHEMA, make_pool
@@ -361,12 +361,7 @@ def main(argv=None) -> int:
     args.data_dir.chmod(0o755)
     cluster = Cluster(args.data_dir / "pg")
     if not cluster.initialised():
-        cluster.init()
-        cluster.start()
-        with psycopg.connect(cluster.url, autocommit=True) as conn:
-            bq.tune_wal(conn)
-            bq.tune_buffers(conn)
-        cluster.stop()
+        dataset.init_tuned(cluster)
     cluster.start()
     results = {}
     try:

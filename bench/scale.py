@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from tqdm import tqdm
 
 from bench import bench_queries as bq
-from bench import load
+from bench import dataset, load
 from bench.report import Row
 from patients.db import apply_schema
 from patients.ops import demo_data
@@ -139,14 +139,9 @@ class Scale:
         """Grow, measure at each step; the rows go to bench.rows. Returns the run's context."""
         if self.cluster.initialised():
             self.cluster.destroy()
-        self.cluster.init()
+        dataset.init_tuned(self.cluster)
         self.cluster.start()
         try:
-            with psycopg.connect(self.cluster.url, autocommit=True) as conn:
-                bq.tune_wal(conn)
-                bq.tune_buffers(conn)
-            self.cluster.stop()
-            self.cluster.start()
             return self.grow_and_measure(gunicorn, service_env, log)
         finally:
             self.cluster.destroy()
